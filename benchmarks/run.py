@@ -1,0 +1,59 @@
+"""Run every benchmark and print one table with the machine and library versions.
+
+Usage: python benchmarks/run.py [--scale 0.1] [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from harness import Figure  # noqa: E402
+
+VERSIONED = ["ctibridge", "pycti", "stix2", "stix2-patterns", "elasticsearch", "opensearch-py", "pysigma", "msal"]
+
+
+def _versions() -> str:
+    parts = []
+    for name in VERSIONED:
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the documented sizes")
+    parser.add_argument("--only", help="run only benchmarks whose module name contains this")
+    args = parser.parse_args(argv)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpu, {platform.system()} {platform.release()}")
+    print(f"python {platform.python_version()}; {_versions()}")
+    figures: list[Figure] = []
+    for path in sorted(HERE.glob("bench_*.py")):
+        if args.only and args.only not in path.stem:
+            continue
+        module = importlib.import_module(path.stem)
+        figures.extend(module.run(args.scale))
+
+    header = f"{'benchmark':<34} {'metric':<34} {'value':>14} {'unit':<12} {'peak MiB':>9}  target"
+    print(header)
+    print("-" * len(header))
+    for fig in figures:
+        peak = f"{fig.peak_mib:.1f}" if fig.peak_mib is not None else "-"
+        print(f"{fig.benchmark:<34} {fig.metric:<34} {fig.value:>14,.1f} {fig.unit:<12} {peak:>9}  {fig.target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
