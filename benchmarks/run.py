@@ -18,7 +18,16 @@ sys.path.insert(0, str(HERE))
 
 from harness import Figure  # noqa: E402
 
-VERSIONED = ["ctibridge", "pycti", "stix2", "stix2-patterns", "elasticsearch", "opensearch-py", "pysigma", "msal"]
+VERSIONED = [
+    "ctibridge",
+    "pycti",
+    "stix2",
+    "stix2-patterns",
+    "elasticsearch",
+    "opensearch-py",
+    "pysigma",
+    "msal",
+]
 
 
 def _versions() -> str:
@@ -51,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for fig in figures:
         peak = f"{fig.peak_mib:.1f}" if fig.peak_mib is not None else "-"
-        print(f"{fig.benchmark:<34} {fig.metric:<34} {fig.value:>14,.1f} {fig.unit:<12} {peak:>9}  {fig.target}")
+        print(
+            f"{fig.benchmark:<34} {fig.metric:<34} {fig.value:>14,.1f} {fig.unit:<12} {peak:>9}  {fig.target}"
+        )
     return 0
 
 

@@ -1,0 +1,116 @@
+"""`ELASTIC_SECURITY_*` settings, named as the official Elastic Security connectors name them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from ctibridge.config.base import ConnectorConfig, SettingsGroup
+from ctibridge.config.types import CommaList, LowerCommaList, TlpLevel, UtcDatetime
+from ctibridge.stix.markings import Tlp
+
+ALERT_STATUSES = {"open", "acknowledged", "closed", "in-progress"}
+CASE_STATUSES = {"open", "in-progress", "closed"}
+
+
+def _seven_days_ago() -> datetime:
+    return datetime.now(UTC) - timedelta(days=7)
+
+
+class ElasticConnection(SettingsGroup):
+    """How to reach Elasticsearch and Kibana (separate URLs; Kibana may default to the same)."""
+
+    model_config = SettingsConfigDict(env_prefix="ELASTIC_SECURITY_")
+    section: ClassVar[str] = "elastic_security"
+
+    url: str
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_ssl: bool = True
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    kibana_url: str | None = None
+    kibana_space: str = "default"
+    request_timeout: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+
+    @field_validator("url", "kibana_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def kibana_base_url(self) -> str:
+        return self.kibana_url or self.url
+
+
+class ElasticIncidentsSettings(ElasticConnection):
+    import_start_date: UtcDatetime = Field(default_factory=_seven_days_ago)
+    import_alerts: bool = True
+    import_cases: bool = True
+    alert_statuses: LowerCommaList = Field(default_factory=list)
+    alert_rule_tags: CommaList = Field(default_factory=list)
+    case_statuses: LowerCommaList = Field(default_factory=list)
+    alerts_index: str = ".alerts-security.alerts-*"
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    tlp: TlpLevel = Tlp.AMBER
+
+    @field_validator("alert_statuses")
+    @classmethod
+    def _known_alert_statuses(cls, value: list[str]) -> list[str]:
+        return _known(value, ALERT_STATUSES)
+
+    @field_validator("case_statuses")
+    @classmethod
+    def _known_case_statuses(cls, value: list[str]) -> list[str]:
+        return _known(value, CASE_STATUSES)
+
+
+def _known(given: list[str], allowed: set[str]) -> list[str]:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ValueError(f"unknown status {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+    return given
+
+
+class ElasticIntelSettings(ElasticConnection):
+    index_name: str = "logs-ti_custom_opencti.indicator"
+    indicator_expire_time: int = Field(default=90, ge=0, description="days after the last modification")
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    create_rules: bool = True
+    rules_enabled: bool = False
+    rule_index_patterns: CommaList = Field(
+        default_factory=lambda: ["logs-*", "filebeat-*", "winlogbeat-*", "auditbeat-*", "packetbeat-*"]
+    )
+    rule_interval: str = "5m"
+    rule_lookback: str = "1m"
+    max_tlp: TlpLevel = Tlp.AMBER
+    dead_letter_path: str | None = None
+
+
+class ElasticIncidentsConfig(ConnectorConfig):
+    elastic_security: ElasticIncidentsSettings
+    connector_defaults: ClassVar[dict[str, object]] = {
+        "name": "Elastic Security Incidents",
+        "scope": "incident,case-incident,observable,attack-pattern,identity,note",
+        "duration_period": "PT30M",
+    }
+    connector_type: ClassVar[str] = "EXTERNAL_IMPORT"
+
+
+class ElasticIntelConfig(ConnectorConfig):
+    elastic_security: ElasticIntelSettings
+    connector_defaults: ClassVar[dict[str, object]] = {
+        "name": "Elastic Security Intel",
+        "scope": "elastic-security",
+    }
+    connector_type: ClassVar[str] = "STREAM"

@@ -1,0 +1,107 @@
+"""Setting value types in the spellings users of the official connectors already write.
+
+Environment variables are strings: lists come as `a,b` or JSON, booleans as true/yes/1, durations as
+ISO-8601 (`PT30M`), dates as `YYYY-MM-DD` or ISO-8601. Validators never echo the offending value, because
+the same code path parses secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic_settings import NoDecode
+
+from ctibridge.stix.markings import Tlp, parse_tlp
+
+_ISO_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def split_list(value: Any) -> Any:
+    """Accept a list, a JSON list, or a comma-separated string; drop blanks."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError("not a valid JSON list") from exc
+        else:
+            value = text.split(",")
+    if isinstance(value, (list, tuple, set)):
+        return [str(item).strip() for item in value if str(item).strip()]
+    raise ValueError("expected a comma-separated list")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """ISO-8601 duration (`PT30M`, `P1D`), a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text.isdigit():
+            return timedelta(seconds=int(text))
+        match = _ISO_DURATION.match(text)
+        if match:
+            parts = {k: float(v) for k, v in match.groupdict().items() if v}
+            return timedelta(**parts)
+    raise ValueError("expected an ISO-8601 duration such as PT30M or P1D")
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a timedelta back to ISO-8601, the form pycti's scheduler takes."""
+    total = int(value.total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    out = "P" + (f"{days}D" if days else "")
+    clock = (
+        (f"{hours}H" if hours else "")
+        + (f"{minutes}M" if minutes else "")
+        + (f"{seconds}S" if seconds else "")
+    )
+    if clock:
+        out += "T" + clock
+    return out if out != "P" else "PT0S"
+
+
+def parse_datetime(value: Any) -> datetime:
+    """`YYYY-MM-DD` or ISO-8601; naive values are UTC, the only zone SIEM APIs agree on."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError("expected a date YYYY-MM-DD or an ISO-8601 date-time") from exc
+    else:
+        raise ValueError("expected a date YYYY-MM-DD or an ISO-8601 date-time")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _lower_items(items: list[str]) -> list[str]:
+    return [item.lower() for item in items]
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+LowerCommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list), AfterValidator(_lower_items)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+UtcDatetime = Annotated[datetime, BeforeValidator(parse_datetime)]
+TlpLevel = Annotated[Tlp, BeforeValidator(parse_tlp)]

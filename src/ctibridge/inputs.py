@@ -1,0 +1,95 @@
+"""Read JSON records from a file or stdin: NDJSON streams line by line, so memory stays flat.
+
+Also accepted: a JSON array, a single object, and the envelopes the SIEM APIs answer with (an
+Elasticsearch search response, a list response with `value`, `cases` or `data`), unwrapped by the caller's
+`unwrap` function.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from ctibridge.errors import InputError
+
+Unwrap = Callable[[Any], Iterator[Any]]
+
+
+def _identity(document: Any) -> Iterator[Any]:
+    if isinstance(document, list):
+        yield from document
+    else:
+        yield document
+
+
+def open_input(source: str | Path) -> IO[str]:
+    if str(source) == "-":
+        return sys.stdin
+    try:
+        return Path(source).open(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror}") from None
+
+
+def iter_records(source: str | Path, unwrap: Unwrap = _identity) -> Iterator[Any]:
+    """Yield records from `source` ('-' for stdin), NDJSON or one JSON document."""
+    stream = open_input(source)
+    try:
+        yield from _iter_stream(stream, str(source), unwrap)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _iter_stream(stream: IO[str], name: str, unwrap: Unwrap) -> Iterator[Any]:
+    first = stream.readline()
+    while first and not first.strip():
+        first = stream.readline()
+    if not first:
+        raise InputError(f"{name} is empty")
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        head = None
+    if isinstance(head, dict):
+        second = _next_content_line(stream)
+        if second is None:
+            yield from unwrap(head)
+            return
+        # NDJSON: one record per line; a broken line is reported with its number, never fatal.
+        yield from unwrap(head)
+        for number, line in enumerate([second], start=2):
+            yield from _ndjson_line(line, number, name, unwrap)
+        for number, line in enumerate(stream, start=3):
+            if line.strip():
+                yield from _ndjson_line(line, number, name, unwrap)
+        return
+    text = first + stream.read()
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{name} is neither NDJSON nor a JSON document: {exc.msg} at line {exc.lineno}"
+        ) from None
+    yield from unwrap(document)
+
+
+def _next_content_line(stream: IO[str]) -> str | None:
+    for line in stream:
+        if line.strip():
+            return line
+    return None
+
+
+def _ndjson_line(line: str, number: int, name: str, unwrap: Unwrap) -> Iterator[Any]:
+    import logging
+
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        logging.getLogger(__name__).warning("skipped %s line %d: not JSON (%s)", name, number, exc.msg)
+        return
+    yield from unwrap(record)

@@ -1,0 +1,106 @@
+"""Logging: one line per event, text or JSON, with every known secret redacted.
+
+Secrets are redacted at the handler, after formatting, so nothing that reaches a log line can carry
+one: not our messages, not a library's, not an exception text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+REDACTED = "***"
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+# Credentials that can show up in library messages even when we never saw them as settings.
+_CREDENTIAL_PATTERNS = [
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(bearer|apikey|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)\b(bearer|apikey)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    # key=value and "key": "value", as in form bodies, URLs and JSON; not "SETTING_TOKEN: reason".
+    re.compile(
+        r"((?:client_secret|password|passwd|access_token|refresh_token|token|api_key|apikey)"
+        r"(?:=|[\"']\s*:\s*[\"']))[^\s\"'&,}]+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(?i)(https?://[^/\s:@]+:)[^@\s/]+(@)"),
+]
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that it is replaced by *** wherever it would be logged."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret and credential-looking token in `text`."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern in _CREDENTIAL_PATTERNS:
+        text = pattern.sub(_mask, text)
+    return text
+
+
+def _mask(match: re.Match[str]) -> str:
+    groups = [g for g in match.groups() if g is not None]
+    if len(groups) >= 2 and groups[-1] == "@":
+        return f"{groups[0]}{REDACTED}@"
+    if match.re is _CREDENTIAL_PATTERNS[1]:
+        return f"{groups[0]} {REDACTED}"
+    if match.re is _CREDENTIAL_PATTERNS[0]:
+        return f"{groups[0]}{groups[1]} {REDACTED}"
+    return f"{groups[0]}{REDACTED}"
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record)).replace("\n", "\\n")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any `extra` fields."""
+
+    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+class TextFormatter(_RedactingFormatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def configure_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:
+    """Install one handler on the root logger; quiet chatty libraries below WARNING."""
+    level_name = {"warn": "WARNING"}.get(level.lower(), level.upper())
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level_name)
+    for noisy in ("urllib3", "elastic_transport", "httpx", "httpcore", "pika", "opensearch", "msal"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,196 @@
+"""The file platform: STIX bundles written atomically to a directory, state in a JSON file beside them.
+
+It is the embedded default behind `--dry-run DIR` and `ctibridge convert`: every connector can run
+without an OpenCTI platform, and what it would have sent can be inspected, diffed or imported later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ctibridge.errors import DeliveryError, InputError
+from ctibridge.inputs import iter_records
+from ctibridge.platform.base import (
+    EnrichmentRequest,
+    EnrichmentResult,
+    Platform,
+    StixObject,
+    StreamEvent,
+    Work,
+    chunked,
+)
+from ctibridge.stix.bundle import make_bundle
+
+log = logging.getLogger(__name__)
+STATE_FILE = "state.json"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _FileWork(Work):
+    def __init__(self, platform: FilePlatform, name: str) -> None:
+        self.platform = platform
+        self.name = name
+        self.id = f"work-{time.strftime('%Y%m%dT%H%M%S')}-{platform.next_sequence():05d}"
+        self.files: list[Path] = []
+
+    def send(self, objects: Sequence[StixObject]) -> int:
+        sent = 0
+        for chunk in chunked(objects, self.platform.chunk_size):
+            path = self.platform.directory / f"{self.id}-{len(self.files) + 1:04d}.json"
+            try:
+                write_atomically(path, json.dumps(make_bundle(list(chunk)), indent=1, ensure_ascii=False))
+            except OSError as exc:
+                raise DeliveryError(f"cannot write {path}: {exc.strerror}") from exc
+            self.files.append(path)
+            sent += len(chunk)
+        return sent
+
+
+class FilePlatform(Platform):
+    """Bundles to `directory`; stream events and enrichment requests read from files when given."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        chunk_size: int = 5000,
+        stream_events: str | Path | None = None,
+        enrichment_requests: str | Path | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.chunk_size = chunk_size
+        self.stream_events = stream_events
+        self.enrichment_requests = enrichment_requests
+        self._sequence = 0
+        self.works: list[_FileWork] = []
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"cannot create {self.directory}: {exc.strerror}") from exc
+
+    def next_sequence(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    def get_state(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.state_path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read state file {self.state_path}: {exc}") from exc
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        write_atomically(self.state_path, json.dumps(dict(state), indent=1, sort_keys=True, default=str))
+
+    @contextmanager
+    def work(self, name: str) -> Iterator[Work]:
+        work = _FileWork(self, name)
+        self.works.append(work)
+        log.info("work started", extra={"work_id": work.id, "work_name": name})
+        try:
+            yield work
+        except BaseException:
+            log.error("work failed", extra={"work_id": work.id})
+            raise
+        log.info("work done", extra={"work_id": work.id, "bundles": len(work.files)})
+
+    def schedule(self, job: Callable[[], None], period: timedelta | None) -> None:
+        """A dry run executes the job once: a loop writing files forever would only fill the disk."""
+        job()
+
+    def listen_stream(self, handler: Callable[[StreamEvent], None]) -> None:
+        if self.stream_events is None:
+            raise InputError(
+                "a dry run of a stream connector needs stream events from a file (--events FILE)"
+            )
+        start_after = self.get_state().get("start_from")
+        skipping = start_after is not None
+        for record in iter_records(self.stream_events):
+            event = stream_event_from_record(record)
+            if skipping:
+                skipping = event.id != start_after
+                continue
+            handler(event)
+
+    def save_stream_position(self, event_id: str) -> None:
+        self.set_state({**self.get_state(), "start_from": event_id})
+
+    def listen_enrichment(self, handler: Callable[[EnrichmentRequest], EnrichmentResult]) -> None:
+        if self.enrichment_requests is None:
+            raise InputError(
+                "a dry run of an enrichment connector needs requests from a file (--events FILE)"
+            )
+        for record in iter_records(self.enrichment_requests):
+            request = enrichment_request_from_record(record)
+            result = handler(request)
+            with self.work(f"Enrichment of {request.entity_id}") as work:
+                if result.objects:
+                    work.send(result.objects)
+            log.info("enrichment done", extra={"entity_id": request.entity_id, "result": result.message})
+
+
+def stream_event_from_record(record: Mapping[str, Any]) -> StreamEvent:
+    """An SSE event as recorded (`id`, `event`, `data` as JSON text or object)."""
+    data = record.get("data")
+    if isinstance(data, str):
+        data = json.loads(data)
+    if not isinstance(data, Mapping) or "id" not in record:
+        raise InputError("a stream event needs 'id', 'event' and 'data'")
+    return StreamEvent(
+        id=str(record["id"]),
+        type=str(record.get("event") or record.get("type") or ""),
+        data=dict(data.get("data") or {}),
+        message=str(data.get("message") or ""),
+        context=dict(data.get("context") or {}),
+        origin=dict(data.get("origin") or {}),
+    )
+
+
+def enrichment_request_from_record(record: Mapping[str, Any]) -> EnrichmentRequest:
+    """An enrichment message as OpenCTI sends it (`event` with the entity and its STIX objects)."""
+    event = record.get("event", record)
+    objects = event.get("stix_objects") or []
+    if isinstance(objects, str):
+        objects = json.loads(objects)
+    entity = event.get("stix_entity") or {}
+    if isinstance(entity, str):
+        entity = json.loads(entity)
+    if not entity and objects:
+        entity = next((o for o in objects if o.get("id") == event.get("entity_id")), objects[0])
+    if not entity:
+        raise InputError("an enrichment request needs 'stix_entity' or 'stix_objects'")
+    return EnrichmentRequest(
+        entity_id=str(event.get("entity_id") or entity.get("id")),
+        entity_type=str(event.get("entity_type") or entity.get("type")),
+        stix_entity=dict(entity),
+        stix_objects=[dict(o) for o in objects] or [dict(entity)],
+        playbook=bool(record.get("internal", {}).get("playbook")),
+    )
