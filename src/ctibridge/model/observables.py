@@ -409,9 +409,48 @@ def make_process(
     )
 
 
-def make_registry_key(key: Any, values: tuple[RegistryValue, ...] = ()) -> RegistryKey | None:
+_HIVES = {
+    "HKLM": "HKEY_LOCAL_MACHINE",
+    "HKCU": "HKEY_CURRENT_USER",
+    "HKCR": "HKEY_CLASSES_ROOT",
+    "HKU": "HKEY_USERS",
+    "HKCC": "HKEY_CURRENT_CONFIG",
+}
+
+
+def normalize_registry_key(key: Any) -> str | None:
+    """Full hive names, as STIX requires (`HKLM\\...` becomes `HKEY_LOCAL_MACHINE\\...`)."""
     text = _text(key, 4096)
+    if text is None:
+        return None
+    text = text.replace("/", "\\").strip("\\")
+    head, sep, rest = text.partition("\\")
+    full = _HIVES.get(head.upper())
+    if full:
+        return full + sep + rest
+    if head.upper().startswith("HKEY_"):
+        return head.upper() + sep + rest
+    return text
+
+
+def make_registry_key(key: Any, values: tuple[RegistryValue, ...] = ()) -> RegistryKey | None:
+    text = normalize_registry_key(key)
     return RegistryKey(text, values) if text else None
+
+
+def make_network_traffic(
+    src: Any, dst: Any, src_port: Any, dst_port: Any, protocols: Any = ()
+) -> NetworkTraffic | None:
+    """A connection with both ends and both ports known (STIX best practice wants both ports).
+
+    A half-known connection is better represented by its addresses alone, which mappers emit anyway.
+    """
+    src_ip, dst_ip = make_ip(src), make_ip(dst)
+    sport, dport = make_port(src_port), make_port(dst_port)
+    if src_ip is None or dst_ip is None or sport is None or dport is None:
+        return None
+    names = tuple(dict.fromkeys(str(p).strip().lower() for p in protocols or () if str(p).strip()))
+    return NetworkTraffic(src=src_ip, dst=dst_ip, src_port=sport, dst_port=dport, protocols=names)
 
 
 def make_port(value: Any) -> int | None:

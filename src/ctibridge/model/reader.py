@@ -83,15 +83,8 @@ def _registry(data: Mapping[str, Any]) -> o.RegistryKey | None:
 
 
 def _network(data: Mapping[str, Any]) -> o.NetworkTraffic | None:
-    src, dst = o.make_ip(data.get("src")), o.make_ip(data.get("dst"))
-    if src is None and dst is None:
-        return None
-    return o.NetworkTraffic(
-        src=src,
-        dst=dst,
-        src_port=o.make_port(data.get("src_port")),
-        dst_port=o.make_port(data.get("dst_port")),
-        protocols=tuple(str(p).lower() for p in data.get("protocols") or ()),
+    return o.make_network_traffic(
+        data.get("src"), data.get("dst"), data.get("src_port"), data.get("dst_port"), data.get("protocols")
     )
 
 

@@ -133,8 +133,12 @@ class FilePlatform(Platform):
             )
         start_after = self.get_state().get("start_from")
         skipping = start_after is not None
-        for record in iter_records(self.stream_events):
-            event = stream_event_from_record(record)
+        for number, record in enumerate(iter_records(self.stream_events), start=1):
+            try:
+                event = stream_event_from_record(record)
+            except (InputError, ValueError, AttributeError) as exc:
+                log.warning("skipped stream record #%d: %s", number, exc)
+                continue
             if skipping:
                 skipping = event.id != start_after
                 continue
@@ -148,8 +152,12 @@ class FilePlatform(Platform):
             raise InputError(
                 "a dry run of an enrichment connector needs requests from a file (--events FILE)"
             )
-        for record in iter_records(self.enrichment_requests):
-            request = enrichment_request_from_record(record)
+        for number, record in enumerate(iter_records(self.enrichment_requests), start=1):
+            try:
+                request = enrichment_request_from_record(record)
+            except (InputError, ValueError, AttributeError) as exc:
+                log.warning("skipped enrichment record #%d: %s", number, exc)
+                continue
             result = handler(request)
             with self.work(f"Enrichment of {request.entity_id}") as work:
                 if result.objects:
@@ -162,7 +170,7 @@ def stream_event_from_record(record: Mapping[str, Any]) -> StreamEvent:
     data = record.get("data")
     if isinstance(data, str):
         data = json.loads(data)
-    if not isinstance(data, Mapping) or "id" not in record:
+    if not isinstance(data, Mapping) or "id" not in record or not record.get("event"):
         raise InputError("a stream event needs 'id', 'event' and 'data'")
     return StreamEvent(
         id=str(record["id"]),

@@ -234,7 +234,7 @@ class StixBuilder:
         obj.update(
             {"name": name, "pattern": pattern, "pattern_type": pattern_type, "valid_from": created_text}
         )
-        _put(obj, "description", description)
+        obj["description"] = description or f"{pattern_type} pattern {pattern}"
         _put(obj, "x_opencti_main_observable_type", main_observable_type)
         _put(obj, "x_opencti_score", score)
         return obj

@@ -61,6 +61,7 @@ ID_CONTRIBUTING: dict[str, tuple[str, ...]] = {
     "process": ("command_line", "pid"),
 }
 _HASH_PREFERENCE = ("MD5", "SHA-1", "SHA-256", "SHA-512")
+_UUID4_TYPES = frozenset({"process"})
 
 
 def format_time(value: datetime) -> str:
@@ -89,7 +90,11 @@ def sco_id(stix_type: str, properties: dict[str, Any]) -> str:
         contributing[name] = _one_hash(value) if name == "hashes" else value
     if not contributing:
         raise ValueError(f"{stix_type} has none of its id-contributing properties")
-    return f"{stix_type}--{uuid.uuid5(SCO_NAMESPACE, canonicalize(contributing, utf8=False))}"
+    digest = uuid.uuid5(SCO_NAMESPACE, canonicalize(contributing, utf8=False))
+    if stix_type in _UUID4_TYPES:
+        # STIX demands a UUIDv4 here; a v4-formatted id derived from the content keeps reruns stable.
+        digest = uuid.UUID(bytes=digest.bytes, version=4)
+    return f"{stix_type}--{digest}"
 
 
 def incident_id(name: str, created: str) -> str:

@@ -1,0 +1,161 @@
+"""The command line as a user meets it: exit statuses, messages, no tracebacks, no secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.stix_validation import assert_valid_bundle
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "normalised-alerts.ndjson"
+
+
+def ctibridge(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script in a clean environment, as a user would."""
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        [sys.executable, "-m", "ctibridge.cli", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_version() -> None:
+    result = ctibridge("--version")
+    assert result.returncode == 0
+    assert "ctibridge, version" in result.stdout
+
+
+def test_check_with_empty_environment_names_the_required_settings() -> None:
+    result = ctibridge("check", "elastic-incidents")
+    assert result.returncode == 2
+    for name in ("OPENCTI_URL", "OPENCTI_TOKEN", "CONNECTOR_ID", "ELASTIC_SECURITY_URL"):
+        assert name in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_check_never_echoes_a_secret() -> None:
+    secret = "sup3r-s3cret-t0ken-value"
+    env = {
+        "OPENCTI_URL": "not a url",
+        "OPENCTI_TOKEN": secret,
+        "CONNECTOR_ID": "x",
+        "ELASTIC_SECURITY_URL": "http://127.0.0.1:1",
+        "ELASTIC_SECURITY_API_KEY": secret,
+        "ELASTIC_SECURITY_VERIFY_SSL": secret,
+    }
+    result = ctibridge("check", "elastic-incidents", env=env)
+    assert result.returncode == 2
+    assert "ELASTIC_SECURITY_VERIFY_SSL" in result.stderr
+    assert secret not in result.stderr + result.stdout
+
+
+def test_check_connect_reports_each_endpoint_without_secrets() -> None:
+    secret = "sup3r-s3cret-t0ken-value"
+    env = {
+        "OPENCTI_URL": "http://127.0.0.1:9",
+        "OPENCTI_TOKEN": secret,
+        "CONNECTOR_ID": "x",
+        "ELASTIC_SECURITY_URL": "http://127.0.0.1:9",
+        "ELASTIC_SECURITY_API_KEY": secret,
+    }
+    result = ctibridge("check", "elastic-incidents", "--connect", env=env)
+    assert result.returncode == 1
+    assert "configuration ok" in result.stdout
+    for name in ("opencti", "elasticsearch", "kibana"):
+        assert any(line.strip().startswith(name) and "failed" in line for line in result.stdout.splitlines())
+    assert secret not in result.stdout + result.stderr
+
+
+def test_unknown_connector_is_a_usage_error() -> None:
+    result = ctibridge("check", "splunk")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_convert_sample_to_file(tmp_path: Path) -> None:
+    out = tmp_path / "bundle.json"
+    result = ctibridge("convert", "alerts", str(SAMPLE), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "read 7 record(s), skipped 1" in result.stdout
+    assert "incident" in result.stdout
+    bundle = json.loads(out.read_text())
+    assert bundle["type"] == "bundle"
+    types = [o["type"] for o in bundle["objects"]]
+    assert types.count("incident") == 6
+    assert len(types) == len({o["id"] for o in bundle["objects"]})
+    assert_valid_bundle(bundle)
+    # bad values in the sample are dropped, not passed on
+    values = {o.get("value") for o in bundle["objects"]}
+    assert "not-an-ip" not in values
+    assert all("not-a-valid-hash" not in json.dumps(o) for o in bundle["objects"])
+    # a rerun produces the same bytes: deterministic ids, deterministic bundle id
+    again = tmp_path / "again.json"
+    assert ctibridge("convert", "alerts", str(SAMPLE), "-o", str(again)).returncode == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_convert_from_stdin_to_stdout_with_tlp() -> None:
+    line = SAMPLE.read_text().splitlines()[0]
+    result = ctibridge("convert", "alerts", "-", "--tlp", "red", stdin=line + "\n")
+    assert result.returncode == 0, result.stderr
+    bundle = json.loads(result.stdout)
+    incident = next(o for o in bundle["objects"] if o["type"] == "incident")
+    assert incident["object_marking_refs"] == ["marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"]
+    assert "read 1 record(s)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["convert", "nope", "x"], "unknown kind"),
+        (["convert", "alerts", "/does/not/exist"], "cannot read"),
+        (["convert", "alerts", str(SAMPLE), "--tlp", "purple"], "--tlp"),
+    ],
+)
+def test_convert_usage_errors(args: list[str], message: str) -> None:
+    result = ctibridge(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_convert_garbage_input_is_reported(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("this is not json\n{also not}\n")
+    result = ctibridge("convert", "alerts", str(garbage))
+    assert result.returncode == 2
+    assert "neither NDJSON nor a JSON document" in result.stderr
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
+    result = ctibridge(
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+        "convert",
+        "alerts",
+        str(SAMPLE),
+        "-o",
+        str(tmp_path / "b.json"),
+    )
+    assert result.returncode == 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "debug logging produced lines"
+    for line in lines:
+        entry = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(entry)
+    assert any("dropped invalid" in json.loads(line)["message"] for line in lines)

@@ -1,0 +1,48 @@
+"""Logs: one line per event, JSON on request, and no secret ever reaches a line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from ctibridge.logs import configure_logging, redact, register_secret
+
+
+def test_registered_secrets_and_credentials_are_redacted() -> None:
+    register_secret("hunter2-but-longer")
+    samples = {
+        "token hunter2-but-longer leaked": "hunter2-but-longer",
+        "Authorization: ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==": "VnVhQ2Zn",
+        '{"authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc"}': "eyJhbGci",
+        "POST body client_secret=s3cr3t&grant_type=client_credentials": "s3cr3t",
+        "https://admin:pa55word@indexer:9200/": "pa55word",
+        '{"password": "opensearch-pass"}': "opensearch-pass",
+    }
+    for text, secret in samples.items():
+        assert secret not in redact(text), text
+    assert redact("OPENCTI_TOKEN: required, not set") == "OPENCTI_TOKEN: required, not set"
+
+
+def test_json_format_and_redaction_through_logging() -> None:
+    register_secret("another-secret-value")
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    logging.getLogger("ctibridge.test").info("sent with another-secret-value", extra={"work_id": "w1"})
+    try:
+        raise ValueError("multi\nline")
+    except ValueError:
+        logging.getLogger("ctibridge.test").exception("failed")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["message"] == "sent with ***" and first["work_id"] == "w1" and first["level"] == "info"
+    assert "ValueError" in second["error"]
+
+
+def test_text_format_is_one_line_per_event() -> None:
+    stream = io.StringIO()
+    configure_logging("debug", "text", stream)
+    logging.getLogger("ctibridge.test").debug("a\nb")
+    assert stream.getvalue().count("\n") == 1
+    configure_logging("info", "text")
