@@ -185,3 +185,53 @@ def test_process_ids_are_deterministic_uuid4(builder: StixBuilder) -> None:
     other = builder.observable(make_process(pid=43, command_line="cmd.exe /c whoami")).id
     assert one == two != other
     assert one.split("--")[1][14] == "4"
+
+
+# ----------------------------------------------------------------- the fast canonical form is exact
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from stix2.canonicalization.Canonicalize import canonicalize  # noqa: E402
+
+from ctibridge.stix.ids import canonical_json, relationship_id, sco_id  # noqa: E402
+
+_text = st.text(st.characters(codec="utf-8"), max_size=40)
+_json_values = st.recursive(
+    st.one_of(_text, st.integers(-(2**53), 2**53)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_text, _json_values, max_size=6))
+def test_canonical_json_equals_rfc8785_reference(data: dict) -> None:
+    assert canonical_json(data) == canonicalize(data, utf8=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    _text,
+    _text,
+    _text,
+    st.none() | st.just("2024-01-01T00:00:00.000Z"),
+    st.none() | st.just("2024-02-01T00:00:00.000Z"),
+)
+def test_relationship_id_equals_pycti(
+    rel_type: str, source: str, target: str, start: str | None, stop: str | None
+) -> None:
+    assert relationship_id(rel_type, source, target, start, stop) == pycti.StixCoreRelationship.generate_id(
+        rel_type, source, target, start, stop
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(_text.filter(bool))
+def test_sco_ids_equal_stix2_for_any_text(value: str) -> None:
+    assert sco_id("url", {"value": value}) == stix2.URL(value=value).id
+    assert sco_id("user-account", {"account_login": value}) == stix2.UserAccount(account_login=value).id
+
+
+def test_floats_and_bools_fall_back_to_the_reference() -> None:
+    data = {"a": 1.5, "b": True, "c": 1e21}
+    assert canonical_json(data) == canonicalize(data, utf8=False)

@@ -6,6 +6,7 @@ needs no more memory than converting a thousand. Each SIEM registers its kinds w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -17,7 +18,6 @@ from typing import IO, Any, Literal
 from ctibridge.inputs import Unwrap, iter_records
 from ctibridge.model.reader import read_alert, read_case, read_records
 from ctibridge.stix.builder import StixBuilder
-from ctibridge.stix.ids import SCO_NAMESPACE
 
 StixDict = dict[str, Any]
 
@@ -78,7 +78,7 @@ class BundleWriter:
         self.stats = stats
         self.window = window
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self._digest = uuid.uuid5(SCO_NAMESPACE, "bundle")
+        self._digest = hashlib.sha1(b"bundle")
         self._first = True
         handle.write('{"type": "bundle", "objects": [')
 
@@ -91,14 +91,15 @@ class BundleWriter:
             self._recent[obj_id] = None
             if len(self._recent) > self.window:
                 self._recent.popitem(last=False)
-            self._digest = uuid.uuid5(self._digest, obj_id)
+            self._digest.update(obj_id.encode())
             self.handle.write("\n" if self._first else ",\n")
             self.handle.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
             self._first = False
             self.stats.written[obj["type"]] += 1
 
     def close(self) -> None:
-        self.handle.write(f'\n], "id": "bundle--{self._digest}"}}\n')
+        digest = uuid.UUID(bytes=self._digest.digest()[:16], version=5)
+        self.handle.write(f'\n], "id": "bundle--{digest}"}}\n')
 
 
 def run_conversion(

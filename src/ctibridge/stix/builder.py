@@ -7,10 +7,11 @@ the OASIS validator, and by the ids, which come from pycti's generators (see `id
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ctibridge.model.alerts import Alert, Case, Host, Link, Severity, Technique
 from ctibridge.model.observables import (
@@ -37,6 +38,8 @@ from ctibridge.stix.ids import format_time
 from ctibridge.stix.markings import Tlp
 
 StixDict = dict[str, Any]
+_T = TypeVar("_T")
+_MEMO_SIZE = 4096
 OPENCTI_SCO_EXTENSION = "extension-definition--f93e2c80-4231-4f9a-af8b-95c9bd566a82"
 MITRE_URL = "https://attack.mitre.org/techniques/"
 
@@ -69,6 +72,20 @@ class StixBuilder:
         self.marking_refs = [tlp.marking_id]
         self.author = self.identity(author_name, author_class, author_description, authored=False)
         self.author_id: str = self.author["id"]
+        # Hosts, techniques and observables recur across alerts; their objects are built once. Bounded,
+        # per builder (a process-wide cache would keep every builder alive).
+        self._memo: OrderedDict[object, Built | StixDict] = OrderedDict()
+
+    def _remember(self, key: object, make: Callable[[], _T]) -> _T:
+        found = self._memo.get(key)
+        if found is not None:
+            self._memo.move_to_end(key)
+            return found  # type: ignore[return-value]
+        made = make()
+        self._memo[key] = made  # type: ignore[assignment]
+        if len(self._memo) > _MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return made
 
     # ------------------------------------------------------------------ shared objects
 
@@ -176,6 +193,9 @@ class StixBuilder:
 
     def attack_pattern(self, technique: Technique) -> StixDict:
         """ATT&CK techniques are public: no author or marking, so they merge with the MITRE dataset."""
+        return self._remember(technique, lambda: self._build_attack_pattern(technique))
+
+    def _build_attack_pattern(self, technique: Technique) -> StixDict:
         mitre_id = technique.id.upper()
         obj: StixDict = {
             "type": "attack-pattern",
@@ -325,6 +345,9 @@ class StixBuilder:
 
     def observable(self, observable: Observable) -> Built:
         """The observable's objects, main one first, nested ones (directory, parent process...) after."""
+        return self._remember(observable, lambda: self._build_observable(observable))
+
+    def _build_observable(self, observable: Observable) -> Built:
         objects: list[StixDict] = []
         main = self._observable(observable, objects)
         return Built(main["id"], [main, *objects])
@@ -435,6 +458,9 @@ class StixBuilder:
 
     def host(self, host: Host) -> Built:
         """A monitored host: its system identity first, then its hostname and IPs related to it."""
+        return self._remember(host, lambda: self._build_host(host))
+
+    def _build_host(self, host: Host) -> Built:
         system = self.system(host.name, f"Host {host.name}" + (f" ({host.os})" if host.os else ""))
         objects = [system]
         for obs in (host.hostname, *host.ips):
