@@ -17,7 +17,7 @@ class Connector(Protocol):
 # name -> "module:factory"; a factory takes (config, platform) and returns a Connector.
 CONNECTOR_FACTORIES: dict[str, str] = {}
 # Modules that register `ctibridge convert` kinds when imported.
-CONVERTER_MODULES: list[str] = []
+CONVERTER_MODULES: list[str] = ["ctibridge.siem.elastic.convert"]
 
 
 def build_connector(name: str, config: ConnectorConfig, platform: Platform) -> Connector:

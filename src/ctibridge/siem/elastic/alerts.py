@@ -1,0 +1,352 @@
+"""Kibana security alert documents (`.alerts-security.alerts-*`) to the normalised model.
+
+Field facts: ../shared/reference/elastic.md §1. The incident name carries the rule name, the host and
+the alert's short id, so alerts of one rule run (which share a timestamp) stay distinct incidents while
+a rerun of the same alert lands on the same id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from ctibridge.config.types import parse_datetime
+from ctibridge.errors import InputError
+from ctibridge.model import observables as o
+from ctibridge.model.alerts import Alert, Host, Link, Rule, Technique, parse_severity, severity_from_score
+from ctibridge.siem.ecs import first, objects, values
+
+log = logging.getLogger(__name__)
+SOURCE = "Elastic Security"
+HASHES = ("md5", "sha1", "sha256", "sha512")
+IP_FIELDS = (
+    "source.ip",
+    "destination.ip",
+    "client.ip",
+    "server.ip",
+    "source.nat.ip",
+    "destination.nat.ip",
+    "dns.resolved_ip",
+)
+DOMAIN_FIELDS = ("dns.question.name", "url.domain", "source.domain", "destination.domain", "client.domain",
+                 "server.domain")  # fmt: skip
+URL_FIELDS = ("url.full", "url.original")
+EMAIL_FIELDS = ("email.from.address", "email.to.address", "email.sender.address", "email.reply_to.address",
+                "user.email")  # fmt: skip
+# Indicator-match alerts: the ECS field the indicator matched decides the observable type.
+_MATCHED_TYPES = {
+    "ip": o.make_ip,
+    "domain": o.make_domain,
+    "url": o.make_url,
+    "email": o.make_email,
+}
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value)
+    except (ValueError, TypeError):
+        log.debug("ignored unreadable time %r", value)
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class AlertMapper:
+    """Maps one alert document; `kibana_url` builds links when the alert carries none."""
+
+    def __init__(self, kibana_url: str | None = None, space: str = "default") -> None:
+        self.kibana_url = kibana_url.rstrip("/") if kibana_url else None
+        self.space_prefix = "" if space in ("", "default") else f"/s/{space}"
+
+    def __call__(self, document: Mapping[str, Any], index: str | None = None) -> Alert:
+        alert_id = first(document, "kibana.alert.uuid") or document.get("_id")
+        if not alert_id:
+            raise InputError("alert without kibana.alert.uuid")
+        created = _time(first(document, "@timestamp")) or _time(first(document, "kibana.alert.start"))
+        if created is None:
+            raise InputError(f"alert {alert_id} has no readable @timestamp")
+        rule_name = first(document, "kibana.alert.rule.name") or "Elastic Security alert"
+        hosts = self._hosts(document)
+        where = f" on {hosts[0].name}" if hosts else ""
+        risk = _float(
+            first(document, "kibana.alert.risk_score") or first(document, "kibana.alert.rule.risk_score")
+        )
+        severity = parse_severity(first(document, "kibana.alert.severity")) or severity_from_score(risk)
+        status = first(document, "kibana.alert.workflow_status")
+        rule = Rule(
+            name=str(rule_name),
+            id=first(document, "kibana.alert.rule.rule_id") or first(document, "kibana.alert.rule.uuid"),
+            description=first(document, "kibana.alert.rule.description"),
+            type=first(document, "kibana.alert.rule.type"),
+            url=self._rule_url(first(document, "kibana.alert.rule.uuid")),
+        )
+        return Alert(
+            source=SOURCE,
+            id=str(alert_id),
+            name=f"{rule_name}{where} ({str(alert_id)[:8]})",
+            created=created,
+            description=self._description(document, rule, risk, status),
+            rule=rule,
+            severity=severity,
+            risk_score=risk,
+            status=status,
+            first_seen=_time(first(document, "kibana.alert.original_time")) or created,
+            last_seen=_time(first(document, "kibana.alert.last_detected")),
+            updated=_time(first(document, "kibana.alert.workflow_status_updated_at")),
+            tags=[str(tag) for tag in values(document, "kibana.alert.rule.tags")],
+            hosts=hosts,
+            users=self._users(document),
+            observables=list(self._observables(document)),
+            techniques=self._techniques(document),
+            links=self._links(document, str(alert_id), rule, index, created),
+            raw_ref=f"{index or first(document, '_index') or ''}/{alert_id}",
+        )
+
+    # ------------------------------------------------------------------ parts
+
+    @staticmethod
+    def _description(document: Mapping[str, Any], rule: Rule, risk: float | None, status: Any) -> str:
+        parts = [rule.description or ""]
+        reason = first(document, "kibana.alert.reason")
+        if reason:
+            parts.append(f"Reason: {reason}")
+        facts = []
+        if risk is not None:
+            facts.append(f"risk score {risk:g}")
+        if status:
+            facts.append(f"workflow status {status}")
+        if rule.type:
+            facts.append(f"rule type {rule.type}")
+        if facts:
+            parts.append("Elastic: " + ", ".join(facts) + ".")
+        return "\n\n".join(part for part in parts if part)
+
+    @staticmethod
+    def _hosts(document: Mapping[str, Any]) -> list[Host]:
+        name = first(document, "host.name") or first(document, "host.hostname")
+        if not name:
+            return []
+        ips = tuple(dict.fromkeys(ip for ip in (o.make_ip(v) for v in values(document, "host.ip")) if ip))
+        os_name = first(document, "host.os.name") or first(document, "host.os.full")
+        return [
+            Host(
+                name=str(name).lower(),
+                hostname=o.make_hostname(first(document, "host.hostname") or name),
+                ips=ips,
+                id=first(document, "host.id"),
+                os=str(os_name) if os_name else None,
+            )
+        ]
+
+    @staticmethod
+    def _users(document: Mapping[str, Any]) -> list[o.UserAccount]:
+        users = o.ObservableSet()
+        users.add(
+            o.make_user(
+                login=first(document, "user.name"),
+                user_id=first(document, "user.id"),
+                display_name=first(document, "user.full_name"),
+                domain=first(document, "user.domain"),
+            )
+        )
+        users.add(
+            o.make_user(
+                login=first(document, "user.target.name"), domain=first(document, "user.target.domain")
+            )
+        )
+        return users.as_list()  # type: ignore[return-value]
+
+    def _observables(self, document: Mapping[str, Any]) -> Iterator[o.Observable]:
+        found = o.ObservableSet()
+        host_ips = set(values(document, "host.ip"))
+        for field in IP_FIELDS:
+            found.extend(o.make_ip(v) for v in values(document, field) if v not in host_ips)
+        for field in DOMAIN_FIELDS:
+            found.extend(o.make_domain(v) for v in values(document, field))
+        for field in URL_FIELDS:
+            found.extend(o.make_url(v) for v in values(document, field))
+        for field in EMAIL_FIELDS:
+            found.extend(o.make_email(v) for v in values(document, field))
+        found.add(o.make_user_agent(first(document, "user_agent.original")))
+        found.add(self._file(document, "file"))
+        found.add(self._file(document, "dll"))
+        found.add(self._process(document))
+        found.add(self._registry(document))
+        found.add(
+            o.make_network_traffic(
+                first(document, "source.ip"),
+                first(document, "destination.ip"),
+                first(document, "source.port"),
+                first(document, "destination.port"),
+                values(document, "network.transport"),
+            )
+        )
+        subject = first(document, "email.subject")
+        sender = o.make_email(first(document, "email.from.address"))
+        if subject or sender:
+            found.add(
+                o.EmailMessage(
+                    subject=subject,
+                    sender=sender,
+                    to=tuple(e for e in (o.make_email(v) for v in values(document, "email.to.address")) if e),
+                    message_id=first(document, "email.message_id"),
+                )
+            )
+        found.extend(self._matched_indicators(document))
+        yield from found
+
+    @staticmethod
+    def _hashes(document: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        return {
+            algo: first(document, f"{prefix}.hash.{algo}")
+            for algo in HASHES
+            if first(document, f"{prefix}.hash.{algo}")
+        }
+
+    def _file(self, document: Mapping[str, Any], prefix: str) -> o.File | None:
+        return o.make_file(
+            name=first(document, f"{prefix}.name"),
+            path=first(document, f"{prefix}.path"),
+            directory=first(document, f"{prefix}.directory"),
+            size=first(document, f"{prefix}.size"),
+            hashes=self._hashes(document, prefix),
+            mime_type=first(document, f"{prefix}.mime_type"),
+        )
+
+    def _process(
+        self, document: Mapping[str, Any], prefix: str = "process", depth: int = 0
+    ) -> o.Process | None:
+        executable = first(document, f"{prefix}.executable")
+        image = o.make_file(
+            path=executable, name=first(document, f"{prefix}.name"), hashes=self._hashes(document, prefix)
+        )
+        parent = self._process(document, f"{prefix}.parent", depth + 1) if depth == 0 else None
+        return o.make_process(
+            pid=first(document, f"{prefix}.pid"),
+            command_line=first(document, f"{prefix}.command_line"),
+            name=first(document, f"{prefix}.name"),
+            image=image,
+            cwd=first(document, f"{prefix}.working_directory"),
+            created=_time(first(document, f"{prefix}.start")),
+            parent=parent,
+            user=o.make_user(login=first(document, f"{prefix}.user.name")) if depth == 0 else None,
+        )
+
+    @staticmethod
+    def _registry(document: Mapping[str, Any]) -> o.RegistryKey | None:
+        hive, key = first(document, "registry.hive"), first(document, "registry.key")
+        path = first(document, "registry.path")
+        value_name = first(document, "registry.value")
+        full_key = f"{hive}\\{key}" if hive and key else None
+        if full_key is None and path:
+            # registry.path is hive + key (+ value): drop the value to get the key.
+            full_key = path.rsplit("\\", 1)[0] if value_name and str(path).endswith(str(value_name)) else path
+        data = first(document, "registry.data.strings")
+        registry_values = (
+            (
+                o.RegistryValue(
+                    str(value_name), str(data) if data else None, first(document, "registry.data.type")
+                ),
+            )
+            if value_name
+            else ()
+        )
+        return o.make_registry_key(full_key, registry_values)
+
+    @staticmethod
+    def _matched_indicators(document: Mapping[str, Any]) -> Iterator[o.Observable | None]:
+        for enrichment in objects(document, "threat.enrichments"):
+            atomic = first(enrichment, "matched.atomic")
+            field = str(first(enrichment, "matched.field") or "")
+            if atomic is None:
+                continue
+            if field.endswith(".ip"):
+                yield o.make_ip(atomic)
+            elif ".hash." in field:
+                yield o.make_file(hashes={field.rsplit(".", 1)[1]: atomic})
+            elif field.startswith("url."):
+                yield o.make_url(atomic)
+            elif field.endswith((".domain", "question.name")):
+                yield o.make_domain(atomic)
+            elif field.endswith(".address"):
+                yield o.make_email(atomic)
+            elif field.startswith("registry."):
+                yield o.make_registry_key(atomic)
+            else:
+                log.debug("indicator match on unmapped field %s", field)
+
+    @staticmethod
+    def _techniques(document: Mapping[str, Any]) -> list[Technique]:
+        techniques: dict[str, Technique] = {}
+        for threat in objects(document, "kibana.alert.rule.threat"):
+            if "mitre" not in str(threat.get("framework", "MITRE ATT&CK")).lower():
+                continue
+            tactic = first(threat, "tactic.name")
+            tactics = (str(tactic),) if tactic else ()
+            for technique in objects(threat, "technique"):
+                if technique.get("id"):
+                    techniques.setdefault(
+                        technique["id"], Technique(technique["id"], technique.get("name"), tactics)
+                    )
+                for sub in objects(technique, "subtechnique"):
+                    if sub.get("id"):
+                        techniques.setdefault(sub["id"], Technique(sub["id"], sub.get("name"), tactics))
+        return list(techniques.values())
+
+    def _rule_url(self, rule_uuid: Any) -> str | None:
+        if not (self.kibana_url and rule_uuid):
+            return None
+        return f"{self.kibana_url}{self.space_prefix}/app/security/rules/id/{quote(str(rule_uuid))}"
+
+    def _links(
+        self, document: Mapping[str, Any], alert_id: str, rule: Rule, index: str | None, created: datetime
+    ) -> list[Link]:
+        url = first(document, "kibana.alert.url")
+        if not url and self.kibana_url:
+            query = {"timestamp": created.isoformat().replace("+00:00", "Z")}
+            if index:
+                query["index"] = index
+            url = (
+                f"{self.kibana_url}{self.space_prefix}/app/security/alerts/redirect/{quote(alert_id)}?"
+                + urlencode(query)
+            )
+        links = [Link(SOURCE, url or None, alert_id, "Elastic Security alert")]
+        if rule.url or rule.id:
+            links.append(
+                Link(f"{SOURCE} rule", rule.url, str(rule.id) if rule.id else None, f"Rule: {rule.name}")
+            )
+        return links
+
+
+def unwrap_alerts(document: Any) -> Iterator[Any]:
+    """Alert documents from NDJSON lines, a JSON array, or an Elasticsearch search response."""
+    if isinstance(document, list):
+        for item in document:
+            yield from unwrap_alerts(item)
+        return
+    if isinstance(document, Mapping) and isinstance(document.get("hits"), Mapping):
+        for hit in document["hits"].get("hits") or ():
+            yield _from_hit(hit)
+        return
+    if isinstance(document, Mapping) and "_source" in document:
+        yield _from_hit(document)
+        return
+    yield document
+
+
+def _from_hit(hit: Mapping[str, Any]) -> dict[str, Any]:
+    source = dict(hit.get("_source") or {})
+    source.setdefault("_id", hit.get("_id"))
+    source.setdefault("_index", hit.get("_index"))
+    return source
