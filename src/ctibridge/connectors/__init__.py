@@ -15,7 +15,7 @@ class Connector(Protocol):
 
 
 # name -> "module:factory"; a factory takes (config, platform) and returns a Connector.
-CONNECTOR_FACTORIES: dict[str, str] = {}
+CONNECTOR_FACTORIES: dict[str, str] = {"elastic-incidents": "ctibridge.connectors.elastic_incidents:build"}
 # Modules that register `ctibridge convert` kinds when imported.
 CONVERTER_MODULES: list[str] = ["ctibridge.siem.elastic.convert"]
 

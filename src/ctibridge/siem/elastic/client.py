@@ -1,0 +1,283 @@
+"""Elasticsearch and Kibana clients for the Elastic connectors.
+
+Elasticsearch goes through the official client with its own retries switched off: ours honour
+Retry-After on 429 and 5xx, which the transport's do not. Kibana goes through httpx, with `kbn-xsrf` on
+every non-GET call and the space in the path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+from ctibridge.checks import elastic_auth_headers
+from ctibridge.config.elastic import ElasticConnection
+from ctibridge.errors import RemoteError
+from ctibridge.net import RETRYABLE_STATUS, backoff_delay, retry_after_seconds, tls_options
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+ALERT_SORT = [{"@timestamp": {"order": "asc"}}, {"kibana.alert.uuid": {"order": "asc"}}]
+
+
+def build_elasticsearch(settings: ElasticConnection) -> Elasticsearch:
+    auth: dict[str, Any] = {}
+    if settings.api_key is not None:
+        auth["api_key"] = settings.api_key.get_secret_value()
+    elif settings.username and settings.password is not None:
+        auth["basic_auth"] = (settings.username, settings.password.get_secret_value())
+    return Elasticsearch(
+        settings.url,
+        **auth,
+        verify_certs=settings.verify_ssl,
+        ssl_show_warn=settings.verify_ssl,
+        ca_certs=settings.ca_cert,
+        client_cert=settings.client_cert,
+        client_key=settings.client_key,
+        request_timeout=settings.request_timeout,
+        max_retries=0,
+        retry_on_status=(),
+    )
+
+
+def with_retries(
+    call: Callable[[], _T], *, service: str, attempts: int, sleep: Callable[[float], None] = time.sleep
+) -> _T:
+    """Run `call`, retrying 429/5xx and connection errors with backoff that honours Retry-After."""
+    for attempt in range(1, attempts + 2):
+        try:
+            return call()
+        except ApiError as exc:
+            status = exc.meta.status
+            if status not in RETRYABLE_STATUS or attempt > attempts:
+                raise RemoteError(service, _reason(exc.body, exc.message), status) from None
+            delay = backoff_delay(attempt, retry_after_seconds(exc.meta.headers.get("retry-after")))
+        except TransportError as exc:
+            if attempt > attempts:
+                raise RemoteError(service, f"unreachable: {exc.message}") from None
+            delay = backoff_delay(attempt, None)
+        log.warning("%s busy or unreachable; retry %d/%d in %.1fs", service, attempt, attempts, delay)
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _reason(body: Any, default: str) -> str:
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            return str(error.get("reason") or error.get("type") or default)
+        if body.get("message"):
+            return str(body["message"])
+    return default
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    hits: list[dict[str, Any]]
+    last_sort: list[Any] | None
+
+
+class AlertReader:
+    """Pages through alerts in (time, uuid) order with a point in time and `search_after`.
+
+    No 10,000-hit ceiling and no full scan: each run starts after the checkpoint of the previous one.
+    """
+
+    def __init__(
+        self,
+        es: Elasticsearch,
+        index: str,
+        *,
+        page_size: int = 500,
+        attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.es = es
+        self.index = index
+        self.page_size = page_size
+        self.attempts = attempts
+        self.sleep = sleep
+
+    def _retry(self, call: Callable[[], _T]) -> _T:
+        return with_retries(call, service="elasticsearch", attempts=self.attempts, sleep=self.sleep)
+
+    @staticmethod
+    def query(
+        *,
+        since: datetime | None = None,
+        statuses: Sequence[str] = (),
+        rule_tags: Sequence[str] = (),
+        status_changed_since: datetime | None = None,
+    ) -> dict[str, Any]:
+        filters: list[dict[str, Any]] = []
+        if since is not None:
+            filters.append({"range": {"@timestamp": {"gte": since.isoformat()}}})
+        if status_changed_since is not None:
+            filters.append(
+                {
+                    "range": {
+                        "kibana.alert.workflow_status_updated_at": {"gt": status_changed_since.isoformat()}
+                    }
+                }
+            )
+        if statuses:
+            filters.append({"terms": {"kibana.alert.workflow_status": list(statuses)}})
+        if rule_tags:
+            filters.append({"terms": {"kibana.alert.rule.tags": list(rule_tags)}})
+        return {"bool": {"filter": filters}} if filters else {"match_all": {}}
+
+    def pages(self, query: Mapping[str, Any], search_after: list[Any] | None = None) -> Iterator[AlertPage]:
+        pit_id = self._retry(lambda: self.es.open_point_in_time(index=self.index, keep_alive="2m"))["id"]
+        try:
+            while True:
+                response = self._retry(partial(self._search_page, query, pit_id, search_after))
+                pit_id = response.get("pit_id") or pit_id
+                hits = response["hits"]["hits"]
+                if not hits:
+                    return
+                documents = [
+                    {**hit["_source"], "_id": hit["_id"], "_index": hit.get("_index")} for hit in hits
+                ]
+                search_after = hits[-1]["sort"]
+                yield AlertPage(documents, search_after)
+                if len(hits) < self.page_size:
+                    return
+        finally:
+            try:
+                self.es.close_point_in_time(id=pit_id)
+            except (ApiError, TransportError):
+                log.debug("could not close point in time", exc_info=True)
+
+    def _search_page(self, query: Mapping[str, Any], pit_id: str, search_after: list[Any] | None) -> Any:
+        return self.es.search(
+            query=query,
+            sort=ALERT_SORT,
+            size=self.page_size,
+            pit={"id": pit_id, "keep_alive": "2m"},
+            search_after=search_after,
+            track_total_hits=False,
+        )
+
+    def by_ids(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Alert documents by id (for cases' attached alerts), searched across the alerts index pattern."""
+        if not ids:
+            return {}
+        response = self._retry(
+            lambda: self.es.search(index=self.index, query={"ids": {"values": list(ids)}}, size=len(ids))
+        )
+        return {
+            hit["_id"]: {**hit["_source"], "_id": hit["_id"], "_index": hit.get("_index")}
+            for hit in response["hits"]["hits"]
+        }
+
+
+class KibanaCases:
+    """The Cases API for one space and owner; newest updates first, as the API sorts them."""
+
+    def __init__(
+        self,
+        settings: ElasticConnection,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        space = "" if settings.kibana_space == "default" else f"/s/{settings.kibana_space}"
+        self.attempts = attempts
+        self.sleep = sleep
+        options: dict[str, Any] = (
+            {}
+            if transport
+            else tls_options(settings.verify_ssl, settings.ca_cert, settings.client_cert, settings.client_key)
+        )
+        self.http = httpx.Client(
+            base_url=f"{settings.kibana_base_url}{space}",
+            headers={
+                **elastic_auth_headers(settings),
+                "kbn-xsrf": "true",
+                "elastic-api-version": "2023-10-31",
+            },
+            timeout=settings.request_timeout,
+            transport=transport,
+            **options,
+        )
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        for attempt in range(1, self.attempts + 2):
+            try:
+                response = self.http.get(path, params=params)
+            except httpx.TransportError as exc:
+                if attempt > self.attempts:
+                    raise RemoteError("kibana", f"unreachable: {exc}") from None
+                delay = backoff_delay(attempt, None)
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code not in RETRYABLE_STATUS or attempt > self.attempts:
+                    raise RemoteError("kibana", _kibana_reason(response), response.status_code)
+                delay = backoff_delay(attempt, retry_after_seconds(response.headers.get("retry-after")))
+            log.warning("kibana busy or unreachable; retry %d/%d in %.1fs", attempt, self.attempts, delay)
+            self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def updated_since(
+        self, checkpoint: datetime | None, statuses: Sequence[str] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Cases updated (or created, when never updated) after `checkpoint`, newest first."""
+        page = 1
+        while True:
+            params: dict[str, Any] = {
+                "owner": "securitySolution",
+                "sortField": "updatedAt",
+                "sortOrder": "desc",
+                "page": page,
+                "perPage": 100,
+            }
+            if statuses:
+                params["status"] = list(statuses)
+            body = self._get("/api/cases/_find", params)
+            cases = body.get("cases") or []
+            for case in cases:
+                stamp = case.get("updated_at") or case.get("created_at")
+                if checkpoint is not None and stamp and _parse(stamp) <= checkpoint:
+                    return
+                yield case
+            if page * 100 >= int(body.get("total") or 0) or not cases:
+                return
+            page += 1
+
+    def comments(self, case_id: str) -> list[dict[str, Any]]:
+        comments, page = [], 1
+        while True:
+            body = self._get(
+                f"/api/cases/{case_id}/comments/_find", {"page": page, "perPage": 100, "sortOrder": "asc"}
+            )
+            batch = body.get("comments") or []
+            comments.extend(batch)
+            if page * 100 >= int(body.get("total") or 0) or not batch:
+                return comments
+            page += 1
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _parse(value: str) -> datetime:
+    from ctibridge.config.types import parse_datetime
+
+    return parse_datetime(value)
+
+
+def _kibana_reason(response: httpx.Response) -> str:
+    try:
+        return _reason(response.json(), response.reason_phrase)
+    except ValueError:
+        return response.reason_phrase
