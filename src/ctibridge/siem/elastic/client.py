@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
