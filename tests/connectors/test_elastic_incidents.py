@@ -1,0 +1,254 @@
+"""Elastic Security Incidents end to end: the real elasticsearch-py and httpx against the Elastic double.
+
+Delivery goes to a file platform here (what was sent is on disk to count); the OpenCTI path is
+exercised with the real pycti helper in tests/connectors/test_elastic_incidents_opencti.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ctibridge.config.elastic import ElasticIncidentsSettings
+from ctibridge.connectors.elastic_incidents import ElasticIncidentsConnector
+from ctibridge.errors import DeliveryError, RemoteError
+from ctibridge.platform.files import FilePlatform
+from ctibridge.siem.elastic.client import AlertReader, KibanaCases, build_elasticsearch
+from tests.doubles.elastic import ElasticDouble
+from tests.fixtures.elastic_alerts import (
+    alert_id,
+    generate_alerts,
+    generate_cases,
+    load_cases_into,
+    load_into,
+)
+from tests.support.stix_validation import assert_valid_bundle
+
+INDEX = ".alerts-security.alerts-default"
+
+
+@pytest.fixture
+def elastic() -> Iterator[ElasticDouble]:
+    with ElasticDouble() as double:
+        yield double
+
+
+def settings_for(elastic: ElasticDouble, **overrides: Any) -> ElasticIncidentsSettings:
+    values: dict[str, Any] = {
+        "url": elastic.es.url,
+        "kibana_url": elastic.kibana.url,
+        "api_key": elastic.api_key,
+        "import_start_date": "2020-01-01",
+        "page_size": 500,
+        "import_cases": False,
+        **overrides,
+    }
+    return ElasticIncidentsSettings(**values)
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def connector_for(
+    elastic: ElasticDouble,
+    platform: FilePlatform,
+    *,
+    attempts: int = 3,
+    sleep: Sleeps | None = None,
+    **overrides: Any,
+) -> ElasticIncidentsConnector:
+    settings = settings_for(elastic, **overrides)
+    sleep = sleep if sleep is not None else Sleeps()
+    reader = AlertReader(
+        build_elasticsearch(settings),
+        settings.alerts_index,
+        page_size=settings.page_size,
+        attempts=attempts,
+        sleep=sleep,
+    )
+    cases = KibanaCases(settings, attempts=attempts, sleep=sleep) if settings.import_cases else None
+    return ElasticIncidentsConnector(settings, platform, reader, cases, chunk_objects=20_000)
+
+
+def delivered(directory: Path) -> list[dict[str, Any]]:
+    objects = []
+    for path in sorted(directory.glob("work-*.json")):
+        objects.extend(json.loads(path.read_text())["objects"])
+    return objects
+
+
+def incident_alert_ids(objects: list[dict[str, Any]]) -> list[str]:
+    return [
+        ref["external_id"]
+        for obj in objects
+        if obj["type"] == "incident"
+        for ref in obj.get("external_references", [])[:1]
+    ]
+
+
+def test_every_alert_arrives_once_over_many_pages(elastic: ElasticDouble, tmp_path: Path) -> None:
+    docs = list(generate_alerts(25_000, seed=4))
+    load_into(elastic, INDEX, docs, clone=False)
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, page_size=1000).process()
+
+    objects = delivered(tmp_path)
+    ids = incident_alert_ids(objects)
+    assert len(ids) == 25_000 and set(ids) == {alert_id(d) for d in docs}
+    assert len({o["id"] for o in objects if o["type"] == "incident"}) == 25_000, "distinct incident ids"
+    assert elastic.es.count(r"/_search$") >= 25, "paged, not one big search"
+    assert platform.get_state()["alerts_after"] is not None
+
+    # A rerun finds nothing new and sends nothing.
+    before = len(list(tmp_path.glob("work-*.json")))
+    connector_for(elastic, platform, page_size=1000).process()
+    assert len(list(tmp_path.glob("work-*.json"))) == before
+
+
+def test_bundles_are_valid_stix(elastic: ElasticDouble, tmp_path: Path) -> None:
+    load_into(elastic, INDEX, generate_alerts(300, seed=2))
+    platform = FilePlatform(tmp_path, chunk_size=5000)
+    connector_for(elastic, platform, page_size=100).process()
+    for path in tmp_path.glob("work-*.json"):
+        assert_valid_bundle(json.loads(path.read_text()))
+
+
+class CrashingPlatform(FilePlatform):
+    """Fails delivery of the n-th bundle, as a connector killed mid-run would."""
+
+    def __init__(self, directory: Path, fail_on: int) -> None:
+        super().__init__(directory, chunk_size=50_000)
+        self.fail_on = fail_on
+        self.sends = 0
+        original = self.work
+
+        def work(name: str) -> Any:
+            manager = original(name)
+            return _WrappedWork(manager, self)
+
+        self.work = work  # type: ignore[method-assign]
+
+
+class _WrappedWork:
+    def __init__(self, manager: Any, platform: CrashingPlatform) -> None:
+        self.manager, self.platform = manager, platform
+
+    def __enter__(self) -> Any:
+        inner = self.manager.__enter__()
+        platform = self.platform
+        send = inner.send
+
+        def failing_send(objects: Any) -> int:
+            platform.sends += 1
+            if platform.sends == platform.fail_on:
+                raise DeliveryError("broker went away")
+            return send(objects)
+
+        inner.send = failing_send
+        return inner
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.manager.__exit__(*exc)
+
+
+@pytest.mark.parametrize("fail_on", [1, 2, 5])
+def test_interruption_after_any_page_resumes_without_loss(
+    elastic: ElasticDouble, tmp_path: Path, fail_on: int
+) -> None:
+    docs = list(generate_alerts(2_000, seed=7))
+    load_into(elastic, INDEX, docs)
+    crashing = CrashingPlatform(tmp_path, fail_on)
+    with pytest.raises(DeliveryError):
+        connector_for(elastic, crashing, page_size=300).process()
+    first_run = incident_alert_ids(delivered(tmp_path))
+    assert len(first_run) == (fail_on - 1) * 300
+
+    connector_for(elastic, FilePlatform(tmp_path, chunk_size=50_000), page_size=300).process()
+    ids = incident_alert_ids(delivered(tmp_path))
+    assert set(ids) == {alert_id(d) for d in docs}, "nothing lost"
+    assert len(ids) - len(set(ids)) <= 300, "at most the page in flight is sent again"
+
+
+def test_throttling_is_retried_honouring_retry_after(elastic: ElasticDouble, tmp_path: Path) -> None:
+    load_into(elastic, INDEX, generate_alerts(600, seed=3))
+    elastic.es.inject(429, path=r"^/_search$", times=2, retry_after=7)
+    elastic.es.inject(503, path=r"^/_search$", times=1, retry_after=2)
+    sleeps = Sleeps()
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, page_size=200, sleep=sleeps).process()
+    assert sleeps[:3] == [7, 7, 2]
+    assert len(set(incident_alert_ids(delivered(tmp_path)))) == 600
+
+
+def test_a_run_that_gives_up_leaves_the_checkpoint(elastic: ElasticDouble, tmp_path: Path) -> None:
+    load_into(elastic, INDEX, generate_alerts(900, seed=5))
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, page_size=300).process()
+    checkpoint = platform.get_state()
+
+    load_into(elastic, INDEX, generate_alerts(300, seed=6, start=datetime(2025, 6, 1, tzinfo=UTC)))
+    elastic.es.inject(503, path=r"^/_search$", times=None)
+    with pytest.raises(RemoteError):
+        connector_for(elastic, platform, page_size=300, attempts=2).process()
+    assert platform.get_state() == checkpoint
+
+
+def test_status_and_tag_filters_are_applied_in_the_query(elastic: ElasticDouble, tmp_path: Path) -> None:
+    docs = list(generate_alerts(1_000, seed=8))
+    load_into(elastic, INDEX, docs)
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, alert_statuses="closed").process()
+    expected = {alert_id(d) for d in docs if d.get("kibana.alert.workflow_status") == "closed"}
+    assert expected and set(incident_alert_ids(delivered(tmp_path))) == expected
+    body = elastic.es.requests_to(r"^/_search$")[0].json
+    assert {"terms": {"kibana.alert.workflow_status": ["closed"]}} in body["query"]["bool"]["filter"]
+
+
+def test_status_changes_are_sent_again(elastic: ElasticDouble, tmp_path: Path) -> None:
+    docs = list(generate_alerts(50, seed=9))
+    load_into(elastic, INDEX, docs)
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    clock = iter([datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 6, 2, tzinfo=UTC)])
+    connector = connector_for(elastic, platform)
+    connector.now = lambda: next(clock)
+    connector.process()
+    target = docs[0]
+    changed = {
+        **target,
+        "kibana.alert.workflow_status": "closed",
+        "kibana.alert.workflow_status_updated_at": "2025-06-01T12:00:00.000Z",
+    }
+    load_into(elastic, INDEX, [changed])
+    for path in tmp_path.glob("work-*.json"):
+        path.unlink()
+    connector.process()
+    objects = delivered(tmp_path)
+    assert incident_alert_ids(objects) == [alert_id(target)]
+    incident = next(o for o in objects if o["type"] == "incident")
+    assert "workflow status closed" in incident["description"]
+
+
+def test_cases_with_attached_alerts(elastic: ElasticDouble, tmp_path: Path) -> None:
+    docs = list(generate_alerts(200, seed=10))
+    load_into(elastic, INDEX, docs)
+    cases = generate_cases(5, alerts=docs, seed=10)
+    load_cases_into(elastic, cases)
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+    objects = delivered(tmp_path)
+    case_objects = [o for o in objects if o["type"] == "case-incident"]
+    assert len(case_objects) == 5
+    assert all(r.headers.get("kbn-xsrf") for r in elastic.kibana.requests_to(r"/api/cases"))
+    assert platform.get_state().get("cases_updated_at")
+    # Rerun: nothing updated since the checkpoint, nothing sent.
+    for path in tmp_path.glob("work-*.json"):
+        path.unlink()
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+    assert not [o for o in delivered(tmp_path) if o["type"] == "case-incident"]
