@@ -1,4 +1,4 @@
-"""Fixtures that run the real pycti helper against the OpenCTI double (and the real broker for AMQP)."""
+"""Shared fixtures: the real pycti helper against the OpenCTI double (and the real broker for AMQP)."""
 
 from __future__ import annotations
 
