@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
+import orjson
+
 from ctibridge.inputs import Unwrap, iter_records
 from ctibridge.model.reader import read_alert, read_case, read_records
 from ctibridge.stix.builder import StixBuilder
@@ -93,7 +95,7 @@ class BundleWriter:
                 self._recent.popitem(last=False)
             self._digest.update(obj_id.encode())
             self.handle.write("\n" if self._first else ",\n")
-            self.handle.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+            self.handle.write(orjson.dumps(obj).decode("utf-8"))
             self._first = False
             self.stats.written[obj["type"]] += 1
 

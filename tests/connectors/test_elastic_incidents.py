@@ -252,3 +252,20 @@ def test_cases_with_attached_alerts(elastic: ElasticDouble, tmp_path: Path) -> N
         path.unlink()
     connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
     assert not [o for o in delivered(tmp_path) if o["type"] == "case-incident"]
+
+
+def test_cli_dry_run(elastic: ElasticDouble, tmp_path: Path) -> None:
+    from tests.test_cli import ctibridge
+
+    load_into(elastic, INDEX, generate_alerts(120, seed=12))
+    env = {
+        "ELASTIC_SECURITY_URL": elastic.es.url,
+        "ELASTIC_SECURITY_KIBANA_URL": elastic.kibana.url,
+        "ELASTIC_SECURITY_API_KEY": elastic.api_key,
+        "ELASTIC_SECURITY_IMPORT_START_DATE": "2020-01-01",
+    }
+    result = ctibridge("run", "elastic-incidents", "--dry-run", str(tmp_path / "out"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(set(incident_alert_ids(delivered(tmp_path / "out")))) == 120
+    assert json.loads((tmp_path / "out" / "state.json").read_text())["alerts_after"]
+    assert elastic.api_key not in result.stderr

@@ -19,7 +19,7 @@ from pycti.connector.opencti_connector import OpenCTIConnector
 
 from ctibridge.platform.opencti import build_helper_config
 from tests.doubles.opencti import BrokerSettings, OpenCTIDouble
-from tests.platform.conftest import HEARTBEAT, TOKEN
+from tests.conftest import HEARTBEAT, TOKEN
 
 IPV4 = {
     "type": "ipv4-addr",

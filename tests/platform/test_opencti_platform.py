@@ -28,7 +28,7 @@ from ctibridge.platform.opencti import (
 )
 from ctibridge.platform.opencti import _excepthook as adapter_excepthook
 from tests.doubles.opencti import OpenCTIDouble, PushedBundle
-from tests.platform.conftest import Connect
+from tests.conftest import Connect
 
 IPV4 = {
     "type": "ipv4-addr",

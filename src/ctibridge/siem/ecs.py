@@ -56,3 +56,49 @@ def _leaves(value: Any, keep_objects: bool) -> Iterator[Any]:
             yield value
     else:
         yield value
+
+
+class EcsDocument:
+    """A document indexed once by dotted path, so the dozens of lookups a mapping makes are dict hits.
+
+    Arrays of objects contribute to the same paths (`threat.enrichments.matched.atomic` lists every
+    enrichment's value), as in Elasticsearch's own field model.
+    """
+
+    __slots__ = ("_index", "_skip", "source")
+
+    def __init__(self, source: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> None:
+        self.source = source
+        self._skip = skip
+        self._index: dict[str, list[Any]] = {}
+        self._add(source, "")
+
+    def _add(self, node: Any, prefix: str) -> None:
+        kind = type(node)
+        if kind is dict or (kind is not list and isinstance(node, Mapping)):
+            for key, value in node.items():
+                path = f"{prefix}.{key}" if prefix else key
+                if path not in self._skip:
+                    self._add(value, path)
+        elif kind is list:
+            for item in node:
+                self._add(item, prefix)
+        elif node is not None:
+            bucket = self._index.get(prefix)
+            if bucket is None:
+                self._index[prefix] = [node]
+            else:
+                bucket.append(node)
+
+    def first(self, path: str) -> Any:
+        found = self._index.get(path)
+        return found[0] if found else None
+
+    def values(self, path: str) -> list[Any]:
+        return self._index.get(path) or []
+
+    def objects(self, path: str) -> list[Mapping[str, Any]]:
+        return objects(self.source, path)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.source.get(key, default)

@@ -8,11 +8,11 @@ Timestamps are hashed exactly as they are emitted, so both always go through `fo
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pycti import (
     AttackPattern,
     CaseIncident,
@@ -93,7 +93,10 @@ def _plain(value: Any) -> bool:
 def canonical_json(data: dict[str, Any]) -> str:
     """RFC 8785 (JCS) text, as pycti and OpenCTI hash it; the stdlib encoder where it gives the same."""
     if _plain(data):
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+        except (orjson.JSONEncodeError, TypeError):  # lone surrogates, integers beyond 64 bits
+            pass
     return str(canonicalize(data, utf8=False))
 
 

@@ -17,7 +17,7 @@ from ctibridge.config.types import parse_datetime
 from ctibridge.errors import InputError
 from ctibridge.model import observables as o
 from ctibridge.model.alerts import Alert, Host, Link, Rule, Technique, parse_severity, severity_from_score
-from ctibridge.siem.ecs import first, objects, values
+from ctibridge.siem.ecs import EcsDocument, first, objects
 
 log = logging.getLogger(__name__)
 SOURCE = "Elastic Security"
@@ -36,6 +36,11 @@ DOMAIN_FIELDS = ("dns.question.name", "url.domain", "source.domain", "destinatio
 URL_FIELDS = ("url.full", "url.original")
 EMAIL_FIELDS = ("email.from.address", "email.to.address", "email.sender.address", "email.reply_to.address",
                 "user.email")  # fmt: skip
+# Copies of the source events and bookkeeping that the mapping never reads: not worth indexing.
+_NOT_READ = frozenset(
+    {"kibana.alert.ancestors", "kibana.alert.original_event", "kibana.alert.rule.parameters", "event",
+     "agent", "ecs", "elastic", "data_stream", "kibana.alert.rule.actions", "kibana.alert.rule.meta"}
+)  # fmt: skip
 # Indicator-match alerts: the ECS field the indicator matched decides the observable type.
 _MATCHED_TYPES = {
     "ip": o.make_ip,
@@ -69,27 +74,28 @@ class AlertMapper:
         self.kibana_url = kibana_url.rstrip("/") if kibana_url else None
         self.space_prefix = "" if space in ("", "default") else f"/s/{space}"
 
-    def __call__(self, document: Mapping[str, Any], index: str | None = None) -> Alert:
-        alert_id = first(document, "kibana.alert.uuid") or document.get("_id")
+    def __call__(self, source: Mapping[str, Any], index: str | None = None) -> Alert:
+        document = source if isinstance(source, EcsDocument) else EcsDocument(source, _NOT_READ)
+        alert_id = document.first("kibana.alert.uuid") or document.get("_id")
         if not alert_id:
             raise InputError("alert without kibana.alert.uuid")
-        created = _time(first(document, "@timestamp")) or _time(first(document, "kibana.alert.start"))
+        created = _time(document.first("@timestamp")) or _time(document.first("kibana.alert.start"))
         if created is None:
             raise InputError(f"alert {alert_id} has no readable @timestamp")
-        rule_name = first(document, "kibana.alert.rule.name") or "Elastic Security alert"
+        rule_name = document.first("kibana.alert.rule.name") or "Elastic Security alert"
         hosts = self._hosts(document)
         where = f" on {hosts[0].name}" if hosts else ""
         risk = _float(
-            first(document, "kibana.alert.risk_score") or first(document, "kibana.alert.rule.risk_score")
+            document.first("kibana.alert.risk_score") or document.first("kibana.alert.rule.risk_score")
         )
-        severity = parse_severity(first(document, "kibana.alert.severity")) or severity_from_score(risk)
-        status = first(document, "kibana.alert.workflow_status")
+        severity = parse_severity(document.first("kibana.alert.severity")) or severity_from_score(risk)
+        status = document.first("kibana.alert.workflow_status")
         rule = Rule(
             name=str(rule_name),
-            id=first(document, "kibana.alert.rule.rule_id") or first(document, "kibana.alert.rule.uuid"),
-            description=first(document, "kibana.alert.rule.description"),
-            type=first(document, "kibana.alert.rule.type"),
-            url=self._rule_url(first(document, "kibana.alert.rule.uuid")),
+            id=document.first("kibana.alert.rule.rule_id") or document.first("kibana.alert.rule.uuid"),
+            description=document.first("kibana.alert.rule.description"),
+            type=document.first("kibana.alert.rule.type"),
+            url=self._rule_url(document.first("kibana.alert.rule.uuid")),
         )
         return Alert(
             source=SOURCE,
@@ -101,24 +107,24 @@ class AlertMapper:
             severity=severity,
             risk_score=risk,
             status=status,
-            first_seen=_time(first(document, "kibana.alert.original_time")) or created,
-            last_seen=_time(first(document, "kibana.alert.last_detected")),
-            updated=_time(first(document, "kibana.alert.workflow_status_updated_at")),
-            tags=[str(tag) for tag in values(document, "kibana.alert.rule.tags")],
+            first_seen=_time(document.first("kibana.alert.original_time")) or created,
+            last_seen=_time(document.first("kibana.alert.last_detected")),
+            updated=_time(document.first("kibana.alert.workflow_status_updated_at")),
+            tags=[str(tag) for tag in document.values("kibana.alert.rule.tags")],
             hosts=hosts,
             users=self._users(document),
             observables=list(self._observables(document)),
             techniques=self._techniques(document),
             links=self._links(document, str(alert_id), rule, index, created),
-            raw_ref=f"{index or first(document, '_index') or ''}/{alert_id}",
+            raw_ref=f"{index or document.first('_index') or ''}/{alert_id}",
         )
 
     # ------------------------------------------------------------------ parts
 
     @staticmethod
-    def _description(document: Mapping[str, Any], rule: Rule, risk: float | None, status: Any) -> str:
+    def _description(document: EcsDocument, rule: Rule, risk: float | None, status: Any) -> str:
         parts = [rule.description or ""]
-        reason = first(document, "kibana.alert.reason")
+        reason = document.first("kibana.alert.reason")
         if reason:
             parts.append(f"Reason: {reason}")
         facts = []
@@ -133,130 +139,126 @@ class AlertMapper:
         return "\n\n".join(part for part in parts if part)
 
     @staticmethod
-    def _hosts(document: Mapping[str, Any]) -> list[Host]:
-        name = first(document, "host.name") or first(document, "host.hostname")
+    def _hosts(document: EcsDocument) -> list[Host]:
+        name = document.first("host.name") or document.first("host.hostname")
         if not name:
             return []
-        ips = tuple(dict.fromkeys(ip for ip in (o.make_ip(v) for v in values(document, "host.ip")) if ip))
-        os_name = first(document, "host.os.name") or first(document, "host.os.full")
+        ips = tuple(dict.fromkeys(ip for ip in (o.make_ip(v) for v in document.values("host.ip")) if ip))
+        os_name = document.first("host.os.name") or document.first("host.os.full")
         return [
             Host(
                 name=str(name).lower(),
-                hostname=o.make_hostname(first(document, "host.hostname") or name),
+                hostname=o.make_hostname(document.first("host.hostname") or name),
                 ips=ips,
-                id=first(document, "host.id"),
+                id=document.first("host.id"),
                 os=str(os_name) if os_name else None,
             )
         ]
 
     @staticmethod
-    def _users(document: Mapping[str, Any]) -> list[o.UserAccount]:
+    def _users(document: EcsDocument) -> list[o.UserAccount]:
         users = o.ObservableSet()
         users.add(
             o.make_user(
-                login=first(document, "user.name"),
-                user_id=first(document, "user.id"),
-                display_name=first(document, "user.full_name"),
-                domain=first(document, "user.domain"),
+                login=document.first("user.name"),
+                user_id=document.first("user.id"),
+                display_name=document.first("user.full_name"),
+                domain=document.first("user.domain"),
             )
         )
         users.add(
-            o.make_user(
-                login=first(document, "user.target.name"), domain=first(document, "user.target.domain")
-            )
+            o.make_user(login=document.first("user.target.name"), domain=document.first("user.target.domain"))
         )
         return users.as_list()  # type: ignore[return-value]
 
-    def _observables(self, document: Mapping[str, Any]) -> Iterator[o.Observable]:
+    def _observables(self, document: EcsDocument) -> Iterator[o.Observable]:
         found = o.ObservableSet()
-        host_ips = set(values(document, "host.ip"))
+        host_ips = set(document.values("host.ip"))
         for field in IP_FIELDS:
-            found.extend(o.make_ip(v) for v in values(document, field) if v not in host_ips)
+            found.extend(o.make_ip(v) for v in document.values(field) if v not in host_ips)
         for field in DOMAIN_FIELDS:
-            found.extend(o.make_domain(v) for v in values(document, field))
+            found.extend(o.make_domain(v) for v in document.values(field))
         for field in URL_FIELDS:
-            found.extend(o.make_url(v) for v in values(document, field))
+            found.extend(o.make_url(v) for v in document.values(field))
         for field in EMAIL_FIELDS:
-            found.extend(o.make_email(v) for v in values(document, field))
-        found.add(o.make_user_agent(first(document, "user_agent.original")))
+            found.extend(o.make_email(v) for v in document.values(field))
+        found.add(o.make_user_agent(document.first("user_agent.original")))
         found.add(self._file(document, "file"))
         found.add(self._file(document, "dll"))
         found.add(self._process(document))
         found.add(self._registry(document))
         found.add(
             o.make_network_traffic(
-                first(document, "source.ip"),
-                first(document, "destination.ip"),
-                first(document, "source.port"),
-                first(document, "destination.port"),
-                values(document, "network.transport"),
+                document.first("source.ip"),
+                document.first("destination.ip"),
+                document.first("source.port"),
+                document.first("destination.port"),
+                document.values("network.transport"),
             )
         )
-        subject = first(document, "email.subject")
-        sender = o.make_email(first(document, "email.from.address"))
+        subject = document.first("email.subject")
+        sender = o.make_email(document.first("email.from.address"))
         if subject or sender:
             found.add(
                 o.EmailMessage(
                     subject=subject,
                     sender=sender,
-                    to=tuple(e for e in (o.make_email(v) for v in values(document, "email.to.address")) if e),
-                    message_id=first(document, "email.message_id"),
+                    to=tuple(e for e in (o.make_email(v) for v in document.values("email.to.address")) if e),
+                    message_id=document.first("email.message_id"),
                 )
             )
         found.extend(self._matched_indicators(document))
         yield from found
 
     @staticmethod
-    def _hashes(document: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    def _hashes(document: EcsDocument, prefix: str) -> dict[str, Any]:
         return {
-            algo: first(document, f"{prefix}.hash.{algo}")
+            algo: document.first(f"{prefix}.hash.{algo}")
             for algo in HASHES
-            if first(document, f"{prefix}.hash.{algo}")
+            if document.first(f"{prefix}.hash.{algo}")
         }
 
-    def _file(self, document: Mapping[str, Any], prefix: str) -> o.File | None:
+    def _file(self, document: EcsDocument, prefix: str) -> o.File | None:
         return o.make_file(
-            name=first(document, f"{prefix}.name"),
-            path=first(document, f"{prefix}.path"),
-            directory=first(document, f"{prefix}.directory"),
-            size=first(document, f"{prefix}.size"),
+            name=document.first(f"{prefix}.name"),
+            path=document.first(f"{prefix}.path"),
+            directory=document.first(f"{prefix}.directory"),
+            size=document.first(f"{prefix}.size"),
             hashes=self._hashes(document, prefix),
-            mime_type=first(document, f"{prefix}.mime_type"),
+            mime_type=document.first(f"{prefix}.mime_type"),
         )
 
-    def _process(
-        self, document: Mapping[str, Any], prefix: str = "process", depth: int = 0
-    ) -> o.Process | None:
-        executable = first(document, f"{prefix}.executable")
+    def _process(self, document: EcsDocument, prefix: str = "process", depth: int = 0) -> o.Process | None:
+        executable = document.first(f"{prefix}.executable")
         image = o.make_file(
-            path=executable, name=first(document, f"{prefix}.name"), hashes=self._hashes(document, prefix)
+            path=executable, name=document.first(f"{prefix}.name"), hashes=self._hashes(document, prefix)
         )
         parent = self._process(document, f"{prefix}.parent", depth + 1) if depth == 0 else None
         return o.make_process(
-            pid=first(document, f"{prefix}.pid"),
-            command_line=first(document, f"{prefix}.command_line"),
-            name=first(document, f"{prefix}.name"),
+            pid=document.first(f"{prefix}.pid"),
+            command_line=document.first(f"{prefix}.command_line"),
+            name=document.first(f"{prefix}.name"),
             image=image,
-            cwd=first(document, f"{prefix}.working_directory"),
-            created=_time(first(document, f"{prefix}.start")),
+            cwd=document.first(f"{prefix}.working_directory"),
+            created=_time(document.first(f"{prefix}.start")),
             parent=parent,
-            user=o.make_user(login=first(document, f"{prefix}.user.name")) if depth == 0 else None,
+            user=o.make_user(login=document.first(f"{prefix}.user.name")) if depth == 0 else None,
         )
 
     @staticmethod
-    def _registry(document: Mapping[str, Any]) -> o.RegistryKey | None:
-        hive, key = first(document, "registry.hive"), first(document, "registry.key")
-        path = first(document, "registry.path")
-        value_name = first(document, "registry.value")
+    def _registry(document: EcsDocument) -> o.RegistryKey | None:
+        hive, key = document.first("registry.hive"), document.first("registry.key")
+        path = document.first("registry.path")
+        value_name = document.first("registry.value")
         full_key = f"{hive}\\{key}" if hive and key else None
         if full_key is None and path:
             # registry.path is hive + key (+ value): drop the value to get the key.
             full_key = path.rsplit("\\", 1)[0] if value_name and str(path).endswith(str(value_name)) else path
-        data = first(document, "registry.data.strings")
+        data = document.first("registry.data.strings")
         registry_values = (
             (
                 o.RegistryValue(
-                    str(value_name), str(data) if data else None, first(document, "registry.data.type")
+                    str(value_name), str(data) if data else None, document.first("registry.data.type")
                 ),
             )
             if value_name
@@ -265,8 +267,8 @@ class AlertMapper:
         return o.make_registry_key(full_key, registry_values)
 
     @staticmethod
-    def _matched_indicators(document: Mapping[str, Any]) -> Iterator[o.Observable | None]:
-        for enrichment in objects(document, "threat.enrichments"):
+    def _matched_indicators(document: EcsDocument) -> Iterator[o.Observable | None]:
+        for enrichment in document.objects("threat.enrichments"):
             atomic = first(enrichment, "matched.atomic")
             field = str(first(enrichment, "matched.field") or "")
             if atomic is None:
@@ -287,9 +289,9 @@ class AlertMapper:
                 log.debug("indicator match on unmapped field %s", field)
 
     @staticmethod
-    def _techniques(document: Mapping[str, Any]) -> list[Technique]:
+    def _techniques(document: EcsDocument) -> list[Technique]:
         techniques: dict[str, Technique] = {}
-        for threat in objects(document, "kibana.alert.rule.threat"):
+        for threat in document.objects("kibana.alert.rule.threat"):
             if "mitre" not in str(threat.get("framework", "MITRE ATT&CK")).lower():
                 continue
             tactic = first(threat, "tactic.name")
@@ -310,9 +312,9 @@ class AlertMapper:
         return f"{self.kibana_url}{self.space_prefix}/app/security/rules/id/{quote(str(rule_uuid))}"
 
     def _links(
-        self, document: Mapping[str, Any], alert_id: str, rule: Rule, index: str | None, created: datetime
+        self, document: EcsDocument, alert_id: str, rule: Rule, index: str | None, created: datetime
     ) -> list[Link]:
-        url = first(document, "kibana.alert.url")
+        url = document.first("kibana.alert.url")
         if not url and self.kibana_url:
             query = {"timestamp": created.isoformat().replace("+00:00", "Z")}
             if index:
