@@ -159,3 +159,25 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
         entry = json.loads(line)
         assert {"time", "level", "logger", "message"} <= set(entry)
     assert any("dropped invalid" in json.loads(line)["message"] for line in lines)
+
+
+def test_readme_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = [block.strip() for block in quickstart.split("```sh")[1:]]
+    commands = [block.split("```", 1)[0].strip() for block in commands]
+    assert len(commands) == 2
+    main_job, test_command = commands
+    assert "ctibridge convert elastic-alerts examples/" in main_job
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci.splitlines()
+
+
+def test_readme_main_job_sample_converts_to_valid_stix(tmp_path: Path) -> None:
+    out = tmp_path / "elastic-bundle.json"
+    result = ctibridge("convert", "elastic-alerts", "examples/elastic-alerts.ndjson", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "read 40 record(s), skipped 0" in result.stdout
+    bundle = json.loads(out.read_text())
+    assert sum(o["type"] == "incident" for o in bundle["objects"]) == 40
+    assert_valid_bundle(bundle)
