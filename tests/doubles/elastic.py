@@ -7,7 +7,7 @@ Two loopback HTTP servers on ephemeral ports, because Elasticsearch and Kibana a
     with ElasticDouble() as elastic:          # or ElasticDouble(tls=True, require_client_cert=True)
         es = Elasticsearch(elastic.es.url, api_key=elastic.es.api_key)     # the real elasticsearch-py 9
         kb = httpx.Client(base_url=elastic.kibana.url, headers=elastic.kibana.auth_header)
-        elastic.es.load(".alerts-security.alerts-default", docs, id_field="kibana.alert.uuid")
+        load_into(elastic, ".alerts-security.alerts-default", docs)    # tests/fixtures/elastic_alerts.py
         elastic.es.inject(429, path=r"/_search$", times=2, retry_after=1)  # scripted faults
         elastic.es.requests_to(r"/_pit$")                                   # request log
 

@@ -796,7 +796,9 @@ class ElasticsearchDouble(LoopbackServer):
 
     def _write_index(self, name: str, *, op: str, has_id: bool, create_missing: bool = True) -> EsIndex:
         """The concrete index a single-document write lands in (auto-creating it like ES)."""
-        if name in self.data_streams:
+        found = None if name in self._names() else self._template_for(name)
+        would_stream = found is not None and found[1].get("data_stream") is not None
+        if name in self.data_streams or would_stream:
             allowed = op == "create" or (op == "index" and not has_id)
             if not allowed:
                 raise EsError(
@@ -804,7 +806,8 @@ class ElasticsearchDouble(LoopbackServer):
                     "illegal_argument_exception",
                     "only write ops with an op_type of create are allowed in data streams",
                 )
-            return self.indices[self.data_streams[name].indices[-1]]
+            if name in self.data_streams:
+                return self.indices[self.data_streams[name].indices[-1]]
         if name in self.indices:
             return self.indices[name]
         holders = [i for i in self.indices.values() if name in i.aliases]

@@ -146,8 +146,11 @@ class AlertReader:
                 documents = [
                     {**hit["_source"], "_id": hit["_id"], "_index": hit.get("_index")} for hit in hits
                 ]
+                # Within this PIT, page on everything Elasticsearch sorted by (it appends an implicit
+                # `_shard_doc`); the checkpoint keeps only our own keys, as `_shard_doc` values mean
+                # nothing to the next run's PIT.
                 search_after = hits[-1]["sort"]
-                yield AlertPage(documents, search_after)
+                yield AlertPage(documents, search_after[: len(ALERT_SORT)])
                 if len(hits) < self.page_size:
                     return
         finally:
