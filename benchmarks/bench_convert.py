@@ -7,10 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from harness import Figure, measure
-
 from ctibridge.convert import CONVERTERS, run_conversion
 from ctibridge.stix import StixBuilder, Tlp
+from harness import Figure, measure
 
 
 def _alert(i: int) -> dict:
