@@ -178,15 +178,13 @@ def _load_converters() -> None:
     load_converters()
 
 
-def _register_optional_commands() -> None:
-    try:
-        from ctibridge.patterns.cli import translate
-    except ImportError:  # the patterns module is optional only while it is being built
-        return
+def _register_commands() -> None:
+    from ctibridge.patterns.cli import translate
+
     cli.add_command(translate)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:

@@ -1,0 +1,252 @@
+"""STIX parsing: structure, literal decoding, validation parity with the OASIS validator, printing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stix2patterns.validator import run_validator
+
+from ctibridge.patterns import Atom, PatternError, atomic_values, is_atomic, parse_stix, to_stix
+from ctibridge.patterns.ast import (
+    BooleanComparison,
+    Comparison,
+    CompoundObservation,
+    Connective,
+    Index,
+    ObjectPath,
+    Observation,
+    Op,
+    Pattern,
+    Qualified,
+    Repeats,
+    StartStop,
+    Timestamp,
+    Within,
+)
+from tests.patterns.generators import patterns
+
+SHA256 = "aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f"
+
+
+def only_comparison(pattern: str) -> Comparison:
+    expression = parse_stix(pattern).expression
+    assert isinstance(expression, Observation) and isinstance(expression.expression, Comparison)
+    return expression.expression
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        (r"'a\\b'", "a\\b"),
+        (r"'it\'s'", "it's"),
+        (r"'\\\''", "\\'"),
+        (r"'\\\\'", "\\\\"),
+        ("'tab\there'", "tab\there"),
+        ("''", ""),
+    ],
+)
+def test_string_escapes_are_decoded_exactly_once(literal: str, value: str) -> None:
+    assert only_comparison(f"[file:name = {literal}]").value == value
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ("5", 5),
+        ("-5", -5),
+        ("1.5", 1.5),
+        ("true", True),
+        ("false", False),
+        ("h'0aff'", b"\n\xff"),
+        ("b'aGVsbG8='", b"hello"),
+        ("t'2016-06-01T00:00:00.123Z'", Timestamp("2016-06-01T00:00:00.123Z")),
+    ],
+)
+def test_literal_types(literal: str, value: object) -> None:
+    assert only_comparison(f"[x:y = {literal}]").value == value
+
+
+@pytest.mark.parametrize("key", ["hashes.'SHA-256'", "hashes.SHA256", "hashes.sha256", "hashes.'sha-256'"])
+def test_hash_names_are_normalised(key: str) -> None:
+    assert only_comparison(f"[file:{key} = '{SHA256}']").path.key == "file:hashes.'SHA-256'"
+
+
+def test_object_paths_with_quoted_keys_and_indexes() -> None:
+    path = only_comparison("[email-message:to_refs[*].value = 'a@b.c']").path
+    assert path == ObjectPath("email-message", ("to_refs", Index(None), "value"))
+    assert path.key == "email-message:to_refs[*].value"
+    path = only_comparison("[x-a:'key with.dot'[2] = 1]").path
+    assert path.steps == ("key with.dot", Index(2))
+
+
+def test_negation_forms() -> None:
+    assert only_comparison("[a:b != 'x']") == Comparison(ObjectPath("a", ("b",)), Op.EQ, "x", negated=True)
+    assert only_comparison("[a:b NOT != 'x']").negated is False
+    assert only_comparison("[a:b NOT LIKE 'x%']") == Comparison(ObjectPath("a", ("b",)), Op.LIKE, "x%", True)
+    assert only_comparison("[NOT EXISTS a:b]") == Comparison(ObjectPath("a", ("b",)), Op.EXISTS, None, True)
+    assert only_comparison("[a:b NOT IN ('x', 'y')]").value == ("x", "y")
+
+
+def test_comparison_and_binds_tighter_than_or() -> None:
+    expression = parse_stix("[a:b = 1 OR a:c = 2 AND a:d = 3 OR a:e = 4]").expression
+    assert isinstance(expression, Observation)
+    top = expression.expression
+    assert isinstance(top, BooleanComparison) and top.connective is Connective.OR
+    assert [type(op).__name__ for op in top.operands] == ["Comparison", "BooleanComparison", "Comparison"]
+    assert top.operands[1].connective is Connective.AND
+
+
+def test_observation_precedence_and_over_or_over_followedby() -> None:
+    expression = parse_stix("[a:b = 1] FOLLOWEDBY [a:b = 2] OR [a:b = 3] AND [a:b = 4]").expression
+    assert isinstance(expression, CompoundObservation) and expression.connective is Connective.FOLLOWEDBY
+    second = expression.operands[1]
+    assert isinstance(second, CompoundObservation) and second.connective is Connective.OR
+    assert second.operands[1].connective is Connective.AND
+
+
+def test_qualifiers() -> None:
+    expression = parse_stix(
+        "([a:b = 1] FOLLOWEDBY [a:b = 2]) WITHIN 1.5 SECONDS REPEATS 2 TIMES "
+        "START t'2016-06-01T00:00:00Z' STOP t'2016-07-01T00:00:00Z'"
+    ).expression
+    assert isinstance(expression, Qualified)
+    assert expression.qualifier == StartStop(
+        Timestamp("2016-06-01T00:00:00Z"), Timestamp("2016-07-01T00:00:00Z")
+    )
+    assert expression.expression.qualifier == Repeats(2)
+    assert expression.expression.expression.qualifier == Within(Decimal("1.5"))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "[file:name = 'a\\b']",
+        '[file:name = "x"]',
+        "[file:hashes.MD5 = 'aa']",
+        f"[file:hashes.'SHA-256' = '{SHA256[:-1]}']",
+        "[a:b = 1] REPEATS 2 TIMES REPEATS 3 TIMES",
+        "[a:b = 1",
+        "a:b = 1",
+        "[a:b = 1] WITHIN -5 SECONDS",
+        "[a:b LIKE 5]",
+    ],
+)
+def test_invalid_patterns_raise_with_the_validator_message(pattern: str) -> None:
+    messages = run_validator(pattern, stix_version="2.1")
+    assert messages
+    with pytest.raises(PatternError) as raised:
+        parse_stix(pattern)
+    assert messages[0].removeprefix("FAIL: ") in raised.value.reason
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "[ipv4-addr:value = '198.51.100.1']",
+        f"[file:hashes.'SHA-256' = '{SHA256}'] OR [file:name LIKE '%.exe']",
+        "([a:b = 1] FOLLOWEDBY [a:c MATCHES '^x']) WITHIN 5 SECONDS",
+        "(([a:b = 1])) REPEATS 2 TIMES WITHIN 3 SECONDS",
+        "[a:b ISSUBSET '10.0.0.0/8' AND a:c NOT ISSUPERSET '1.2.3.4']",
+    ],
+)
+def test_valid_patterns_agree_with_the_validator(pattern: str) -> None:
+    assert run_validator(pattern, stix_version="2.1") == []
+    assert isinstance(parse_stix(pattern), Pattern)
+
+
+def test_stop_must_follow_start() -> None:
+    with pytest.raises(PatternError, match="must be later"):
+        parse_stix("[a:b = 1] START t'2016-06-01T00:00:00Z' STOP t'2016-06-01T00:00:00Z'")
+
+
+def test_non_string_empty_and_oversized_input() -> None:
+    with pytest.raises(PatternError):
+        parse_stix(None)  # type: ignore[arg-type]
+    with pytest.raises(PatternError, match="empty"):
+        parse_stix("  ")
+    with pytest.raises(PatternError, match="longer than"):
+        parse_stix("[a:b = '" + "x" * 1_000_001 + "']")
+
+
+def test_parsed_patterns_are_cached_and_immutable() -> None:
+    first = parse_stix("[a:b = 'cached']")
+    assert parse_stix("[a:b = 'cached']") is first
+    with pytest.raises(AttributeError):
+        first.expression = None  # type: ignore[misc]
+
+
+@settings(max_examples=150, deadline=None)
+@given(pattern=patterns())
+def test_printing_round_trips(pattern: Pattern) -> None:
+    text = to_stix(pattern)
+    assert run_validator(text, stix_version="2.1") == []
+    assert parse_stix(text) == pattern
+
+
+def test_atomic_values_and_is_atomic() -> None:
+    pattern = parse_stix(
+        f"[file:hashes.sha256 = '{SHA256}' OR file:name IN ('a.exe', 'b.exe')] OR [url:value = 'u']"
+    )
+    assert is_atomic(pattern)
+    assert atomic_values(pattern) == [
+        Atom("file", "hashes.SHA-256", SHA256),
+        Atom("file", "name", "a.exe"),
+        Atom("file", "name", "b.exe"),
+        Atom("url", "value", "u"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "[file:name = 'a' AND file:size = 5]",
+        "[file:name = 'a'] AND [url:value = 'u']",
+        "[file:name = 'a'] FOLLOWEDBY [url:value = 'u']",
+        "[file:name = 'a'] WITHIN 5 SECONDS",
+        "[file:name != 'a']",
+        "[file:name LIKE 'a%']",
+        "[file:name IN ()]",
+        "[ipv4-addr:value ISSUBSET '10.0.0.0/8']",
+    ],
+)
+def test_not_atomic(pattern: str) -> None:
+    assert not is_atomic(parse_stix(pattern))
+
+
+def test_atomic_values_skip_negated_and_non_equality_tests() -> None:
+    pattern = parse_stix("[file:name = 'a' AND file:name != 'b' AND file:size > 3] REPEATS 2 TIMES")
+    assert atomic_values(pattern) == [Atom("file", "name", "a")]
+
+
+# Reasons we reject on top of the OASIS validator (semantics its grammar checks do not cover).
+OUR_EXTRA_REASONS = ("must be later than START", "REPEATS needs a count", "invalid timestamp", "invalid hex")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=patterns(),
+    edits=st.lists(
+        st.tuples(st.integers(min_value=0), st.sampled_from(["", "'", "\\", "]", "[", " ", "(", "AND", "x"])),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_acceptance_matches_the_oasis_validator(pattern: Pattern, edits: list[tuple[int, str]]) -> None:
+    """Mutated patterns: whatever run_validator rejects we reject; what it accepts we parse, unless one
+    of our documented extra checks (STOP before START, ...) applies."""
+    text = to_stix(pattern)
+    for position, insert in edits:
+        position %= len(text) + 1
+        text = text[:position] + insert + text[position + (insert == "") :]
+    if not text.strip():
+        return
+    validator_errors = run_validator(text, stix_version="2.1")
+    try:
+        parse_stix(text)
+    except PatternError as exc:
+        assert validator_errors or any(reason in exc.reason for reason in OUR_EXTRA_REASONS), exc.reason
+    else:
+        assert not validator_errors, validator_errors
