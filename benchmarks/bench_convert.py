@@ -1,4 +1,4 @@
-"""Offline pipeline throughput: normalised alerts (NDJSON) -> STIX bundle, at two sizes to show memory stays flat."""
+"""Offline pipeline: normalised alerts (NDJSON) -> STIX bundle, at two sizes to show memory stays flat."""
 
 from __future__ import annotations
 

@@ -48,6 +48,6 @@ def run(scale: float) -> list[Figure]:
                     "alerts/s",
                     ">= 5,000/s; flat memory",
                     peak,
-                )  # fmt: skip
+                )
             )
     return figures

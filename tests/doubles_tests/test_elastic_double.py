@@ -11,7 +11,6 @@ import base64
 import datetime as dt
 import ipaddress
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests/doubles_tests is not a package: make ``tests.*`` importable
-    sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from elasticsearch import (  # noqa: E402
@@ -32,6 +29,7 @@ from elasticsearch import (  # noqa: E402
     NotFoundError,
 )
 from elasticsearch import ConnectionError as EsConnectionError  # noqa: E402
+
 from tests.doubles.elastic import DEFAULT_SPEC_PATH, ElasticDouble, ElasticsearchDouble, KibanaSpec  # noqa: E402
 from tests.doubles.elastic_query import resolve_path  # noqa: E402
 from tests.fixtures.elastic_alerts import (  # noqa: E402

@@ -18,8 +18,8 @@ from pycti import OpenCTIApiClient, OpenCTIConnectorHelper
 from pycti.connector.opencti_connector import OpenCTIConnector
 
 from ctibridge.platform.opencti import build_helper_config
-from tests.doubles.opencti import BrokerSettings, OpenCTIDouble
 from tests.conftest import HEARTBEAT, TOKEN
+from tests.doubles.opencti import BrokerSettings, OpenCTIDouble
 
 IPV4 = {
     "type": "ipv4-addr",

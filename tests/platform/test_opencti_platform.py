@@ -27,8 +27,8 @@ from ctibridge.platform.opencti import (
     parse_stream_message,
 )
 from ctibridge.platform.opencti import _excepthook as adapter_excepthook
-from tests.doubles.opencti import OpenCTIDouble, PushedBundle
 from tests.conftest import Connect
+from tests.doubles.opencti import OpenCTIDouble, PushedBundle
 
 IPV4 = {
     "type": "ipv4-addr",
