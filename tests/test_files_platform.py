@@ -119,3 +119,10 @@ def test_enrichment_requests_from_file(tmp_path: Path) -> None:
 def test_stream_without_events_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--events"):
         FilePlatform(tmp_path).listen_stream(lambda e: None)
+
+
+def test_runs_never_overwrite_each_other(tmp_path: Path) -> None:
+    for _ in range(3):  # three platform instances within the same second, as quick reruns are
+        with FilePlatform(tmp_path).work("import") as work:
+            work.send(objects(1))
+    assert len(list(tmp_path.glob("work-*.json"))) == 3

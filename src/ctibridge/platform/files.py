@@ -10,10 +10,10 @@ import json
 import logging
 import os
 import tempfile
-import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,11 @@ class _FileWork(Work):
     def __init__(self, platform: FilePlatform, name: str) -> None:
         self.platform = platform
         self.name = name
-        self.id = f"work-{time.strftime('%Y%m%dT%H%M%S')}-{platform.next_sequence():05d}"
+        # Unique across runs and processes (a rerun within the same second must not overwrite), and
+        # sortable by time so the directory lists bundles in the order they were written.
+        self.id = (
+            f"work-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{platform.next_sequence():05d}-{uuid.uuid4().hex[:8]}"
+        )
         self.files: list[Path] = []
 
     def send(self, objects: Sequence[StixObject]) -> int:
