@@ -174,7 +174,7 @@ def test_readme_quickstart_has_exactly_two_commands_and_ci_runs_the_test_one() -
 
 
 def test_readme_main_job_sample_converts_to_valid_stix(tmp_path: Path) -> None:
-    out = tmp_path / "elastic-bundle.json"
+    out = tmp_path / "out" / "elastic-bundle.json"  # a directory that does not exist yet, as on a fresh clone
     result = ctibridge("convert", "elastic-alerts", "examples/elastic-alerts.ndjson", "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "read 40 record(s), skipped 0" in result.stdout

@@ -162,6 +162,7 @@ def convert(kind: str, source: str, output: Path | None, tlp: str, author: str |
             return
         partial = output.with_name(output.name + ".partial")
         try:
+            output.parent.mkdir(parents=True, exist_ok=True)
             with partial.open("w", encoding="utf-8") as handle:
                 stats = run_conversion(converter, source, handle, builder)
         except BaseException:
