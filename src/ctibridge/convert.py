@@ -19,7 +19,7 @@ import orjson
 
 from ctibridge.inputs import Unwrap, iter_records
 from ctibridge.model.reader import read_alert, read_case, read_records
-from ctibridge.stix.builder import StixBuilder
+from ctibridge.stix.builder import Built, StixBuilder
 
 StixDict = dict[str, Any]
 
@@ -132,33 +132,42 @@ def run_conversion(
 # ---------------------------------------------------------------- the SIEM-agnostic kinds
 
 
-def _count(records: Iterator[Any], stats: Stats) -> Iterator[Any]:
-    for record in records:
-        stats.records += 1
-        yield record
+def mapped_conversion(
+    make_reader: Callable[[], Callable[[Any], Any]],
+    kind: str,
+    build: Callable[[StixBuilder, Any], Built],
+) -> Callable[[Iterator[Any], StixBuilder, Stats], Iterator[list[StixDict]]]:
+    """A conversion that reads each record into the model (skipping unreadable ones) and builds STIX.
 
+    `make_reader` runs once per conversion, so readers that depend on settings read them then.
+    """
 
-def _convert_alerts(records: Iterator[Any], builder: StixBuilder, stats: Stats) -> Iterator[list[StixDict]]:
-    read = 0
-    for alert in read_records(_count(records, stats), read_alert, "alert"):
-        read += 1
-        yield builder.alert(alert).objects
-    stats.skipped = stats.records - read
+    def convert(records: Iterator[Any], builder: StixBuilder, stats: Stats) -> Iterator[list[StixDict]]:
+        def counted() -> Iterator[Any]:
+            for record in records:
+                stats.records += 1
+                yield record
 
+        mapped = 0
+        for item in read_records(counted(), make_reader(), kind):
+            mapped += 1
+            yield build(builder, item).objects
+        stats.skipped = stats.records - mapped
 
-def _convert_cases(records: Iterator[Any], builder: StixBuilder, stats: Stats) -> Iterator[list[StixDict]]:
-    read = 0
-    for case in read_records(_count(records, stats), read_case, "case"):
-        read += 1
-        yield builder.case(case).objects
-    stats.skipped = stats.records - read
+    return convert
 
 
 register(
     Converter(
         "alerts",
         "alerts in ctibridge's normalised JSON model (NDJSON or a JSON array) to STIX",
-        _convert_alerts,
+        mapped_conversion(lambda: read_alert, "alert", StixBuilder.alert),
     )
 )
-register(Converter("cases", "cases in ctibridge's normalised JSON model to STIX", _convert_cases))
+register(
+    Converter(
+        "cases",
+        "cases in ctibridge's normalised JSON model to STIX",
+        mapped_conversion(lambda: read_case, "case", StixBuilder.case),
+    )
+)
