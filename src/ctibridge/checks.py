@@ -44,7 +44,8 @@ def _run(
     if response.status_code in (401, 403):
         return ProbeResult(name, url, False, f"credentials rejected (HTTP {response.status_code})")
     if response.status_code >= 400:
-        return ProbeResult(name, url, False, f"HTTP {response.status_code}")
+        hint = check(response)  # often says why: another product answers at this URL
+        return ProbeResult(name, url, False, f"HTTP {response.status_code}" + (f"; {hint}" if hint else ""))
     problem = check(response)
     return ProbeResult(name, url, problem is None, problem or "")
 
