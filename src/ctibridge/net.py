@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import ssl
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from ctibridge.errors import RemoteError
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -51,3 +59,32 @@ def backoff_delay(attempt: int, retry_after: float | None, *, base: float = 1.0,
     if retry_after is not None:
         return min(retry_after, cap * 5)
     return min(cap, base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+
+
+class Retryable(Exception):
+    """Raised by one attempt of a call that may succeed later (429, 5xx, connection failure)."""
+
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+def retry(
+    attempt: Callable[[], _T], *, service: str, attempts: int, sleep: Callable[[float], None] = time.sleep
+) -> _T:
+    """Run `attempt`, retrying `Retryable` failures up to `attempts` times, honouring Retry-After.
+
+    When retries run out the last failure becomes a `RemoteError`; other exceptions pass through.
+    """
+    for number in range(1, attempts + 2):
+        try:
+            return attempt()
+        except Retryable as exc:
+            if number > attempts:
+                raise RemoteError(service, exc.reason, exc.status) from None
+            delay = backoff_delay(number, exc.retry_after)
+        log.warning("%s busy or unreachable; retry %d/%d in %.1fs", service, number, attempts, delay)
+        sleep(delay)
+    raise AssertionError("unreachable")

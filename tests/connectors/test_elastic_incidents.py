@@ -272,3 +272,25 @@ def test_cli_dry_run(elastic: ElasticDouble, tmp_path: Path) -> None:
     assert len(set(incident_alert_ids(delivered(tmp_path / "out")))) == 120
     assert json.loads((tmp_path / "out" / "state.json").read_text())["alerts_after"]
     assert elastic.api_key not in result.stderr
+
+
+def test_kibana_throttling_is_retried_honouring_retry_after(elastic: ElasticDouble, tmp_path: Path) -> None:
+    docs = list(generate_alerts(60, seed=13))
+    load_into(elastic, INDEX, docs)
+    load_cases_into(elastic, generate_cases(3, alerts=docs, seed=13))
+    elastic.kibana.inject(429, path=r"/api/cases/_find$", times=2, retry_after=4)
+    sleeps = Sleeps()
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, sleep=sleeps, import_alerts=False, import_cases=True).process()
+    assert sleeps == [4, 4]
+    assert len([o for o in delivered(tmp_path) if o["type"] == "case-incident"]) == 3
+
+
+def test_kibana_client_errors_are_not_retried(elastic: ElasticDouble, tmp_path: Path) -> None:
+    elastic.kibana.inject(400, path=r"/api/cases/_find$", times=None)
+    sleeps = Sleeps()
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    with pytest.raises(RemoteError) as info:
+        connector_for(elastic, platform, sleep=sleeps, import_alerts=False, import_cases=True).process()
+    assert info.value.status == 400 and sleeps == []
+    assert "cases_updated_at" not in platform.get_state()

@@ -20,8 +20,9 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from ctibridge.checks import elastic_auth_headers
 from ctibridge.config.elastic import ElasticConnection
+from ctibridge.config.types import parse_datetime
 from ctibridge.errors import RemoteError
-from ctibridge.net import RETRYABLE_STATUS, backoff_delay, retry_after_seconds, tls_options
+from ctibridge.net import RETRYABLE_STATUS, Retryable, retry, retry_after_seconds, tls_options
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -51,22 +52,21 @@ def build_elasticsearch(settings: ElasticConnection) -> Elasticsearch:
 def with_retries(
     call: Callable[[], _T], *, service: str, attempts: int, sleep: Callable[[float], None] = time.sleep
 ) -> _T:
-    """Run `call`, retrying 429/5xx and connection errors with backoff that honours Retry-After."""
-    for attempt in range(1, attempts + 2):
+    """Run an Elasticsearch client call, retrying 429/5xx and connection errors (see `net.retry`)."""
+
+    def attempt() -> _T:
         try:
             return call()
         except ApiError as exc:
-            status = exc.meta.status
-            if status not in RETRYABLE_STATUS or attempt > attempts:
-                raise RemoteError(service, _reason(exc.body, exc.message), status) from None
-            delay = backoff_delay(attempt, retry_after_seconds(exc.meta.headers.get("retry-after")))
+            reason = _reason(exc.body, exc.message)
+            if exc.meta.status not in RETRYABLE_STATUS:
+                raise RemoteError(service, reason, exc.meta.status) from None
+            wait = retry_after_seconds(exc.meta.headers.get("retry-after"))
+            raise Retryable(reason, exc.meta.status, wait) from None
         except TransportError as exc:
-            if attempt > attempts:
-                raise RemoteError(service, f"unreachable: {exc.message}") from None
-            delay = backoff_delay(attempt, None)
-        log.warning("%s busy or unreachable; retry %d/%d in %.1fs", service, attempt, attempts, delay)
-        sleep(delay)
-    raise AssertionError("unreachable")
+            raise Retryable(f"unreachable: {exc.message}") from None
+
+    return retry(attempt, service=service, attempts=attempts, sleep=sleep)
 
 
 def _reason(body: Any, default: str) -> str:
@@ -214,22 +214,21 @@ class KibanaCases:
         )
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        for attempt in range(1, self.attempts + 2):
+        def attempt() -> Any:
             try:
                 response = self.http.get(path, params=params)
             except httpx.TransportError as exc:
-                if attempt > self.attempts:
-                    raise RemoteError("kibana", f"unreachable: {exc}") from None
-                delay = backoff_delay(attempt, None)
-            else:
-                if response.status_code < 400:
-                    return response.json()
-                if response.status_code not in RETRYABLE_STATUS or attempt > self.attempts:
-                    raise RemoteError("kibana", _kibana_reason(response), response.status_code)
-                delay = backoff_delay(attempt, retry_after_seconds(response.headers.get("retry-after")))
-            log.warning("kibana busy or unreachable; retry %d/%d in %.1fs", attempt, self.attempts, delay)
-            self.sleep(delay)
-        raise AssertionError("unreachable")
+                raise Retryable(f"unreachable: {exc}") from None
+            if response.status_code < 400:
+                return response.json()
+            reason = _kibana_reason(response)
+            if response.status_code not in RETRYABLE_STATUS:
+                raise RemoteError("kibana", reason, response.status_code)
+            raise Retryable(
+                reason, response.status_code, retry_after_seconds(response.headers.get("retry-after"))
+            )
+
+        return retry(attempt, service="kibana", attempts=self.attempts, sleep=self.sleep)
 
     def updated_since(
         self, checkpoint: datetime | None, statuses: Sequence[str] = ()
@@ -250,7 +249,7 @@ class KibanaCases:
             cases = body.get("cases") or []
             for case in cases:
                 stamp = case.get("updated_at") or case.get("created_at")
-                if checkpoint is not None and stamp and _parse(stamp) <= checkpoint:
+                if checkpoint is not None and stamp and parse_datetime(stamp) <= checkpoint:
                     return
                 yield case
             if page * 100 >= int(body.get("total") or 0) or not cases:
@@ -271,12 +270,6 @@ class KibanaCases:
 
     def close(self) -> None:
         self.http.close()
-
-
-def _parse(value: str) -> datetime:
-    from ctibridge.config.types import parse_datetime
-
-    return parse_datetime(value)
 
 
 def _kibana_reason(response: httpx.Response) -> str:
