@@ -6,6 +6,7 @@ product behind the URL, a TLS problem and a rejected credential are told apart.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -106,8 +107,8 @@ def elastic_auth_headers(settings: ElasticConnection) -> dict[str, str]:
     if settings.api_key is not None:
         return {"Authorization": f"ApiKey {settings.api_key.get_secret_value()}"}
     if settings.username and settings.password is not None:
-        token = httpx.BasicAuth(settings.username, settings.password.get_secret_value())._auth_header
-        return {"Authorization": token}
+        pair = f"{settings.username}:{settings.password.get_secret_value()}".encode()
+        return {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
     return {}
 
 

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
@@ -155,7 +155,6 @@ def convert(kind: str, source: str, output: Path | None, tlp: str, author: str |
         _fail(f"--tlp: {exc}", 2)
     builder = StixBuilder(author_name=author or converter.default_author, tlp=marking)
     with _errors_to_exit():
-        handle: IO[str]
         if output is None:
             stats = run_conversion(converter, source, sys.stdout, builder)
             click.echo(stats.summary(kind, "stdout"), err=True)

@@ -8,6 +8,7 @@ Elasticsearch search response, a list response with `value`, `cases` or `data`),
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import IO, Any
 from ctibridge.errors import InputError
 
 Unwrap = Callable[[Any], Iterator[Any]]
+log = logging.getLogger(__name__)
 
 
 def _identity(document: Any) -> Iterator[Any]:
@@ -61,8 +63,7 @@ def _iter_stream(stream: IO[str], name: str, unwrap: Unwrap) -> Iterator[Any]:
             return
         # NDJSON: one record per line; a broken line is reported with its number, never fatal.
         yield from unwrap(head)
-        for number, line in enumerate([second], start=2):
-            yield from _ndjson_line(line, number, name, unwrap)
+        yield from _ndjson_line(second, 2, name, unwrap)
         for number, line in enumerate(stream, start=3):
             if line.strip():
                 yield from _ndjson_line(line, number, name, unwrap)
@@ -85,11 +86,9 @@ def _next_content_line(stream: IO[str]) -> str | None:
 
 
 def _ndjson_line(line: str, number: int, name: str, unwrap: Unwrap) -> Iterator[Any]:
-    import logging
-
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        logging.getLogger(__name__).warning("skipped %s line %d: not JSON (%s)", name, number, exc.msg)
+        log.warning("skipped %s line %d: not JSON (%s)", name, number, exc.msg)
         return
     yield from unwrap(record)

@@ -172,8 +172,6 @@ _REASONS = {
     "missing": "required, not set",
     "bool_parsing": "expected a boolean (true/false, yes/no, 1/0)",
     "int_parsing": "expected a whole number",
-    "literal_error": None,
-    "enum": None,
 }
 
 

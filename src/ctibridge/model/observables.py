@@ -373,7 +373,7 @@ def make_user(
         user_id=id_text,
         display_name=_text(display_name, 512),
         domain=_text(domain, 512),
-        email=make_email(email).value if email and make_email(email) else None,
+        email=address.value if (address := make_email(email)) else None,
     )
 
 

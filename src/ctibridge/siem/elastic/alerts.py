@@ -212,11 +212,7 @@ class AlertMapper:
 
     @staticmethod
     def _hashes(document: EcsDocument, prefix: str) -> dict[str, Any]:
-        return {
-            algo: document.first(f"{prefix}.hash.{algo}")
-            for algo in HASHES
-            if document.first(f"{prefix}.hash.{algo}")
-        }
+        return {algo: value for algo in HASHES if (value := document.first(f"{prefix}.hash.{algo}"))}
 
     def _file(self, document: EcsDocument, prefix: str) -> o.File | None:
         return o.make_file(
