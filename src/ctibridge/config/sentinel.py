@@ -29,6 +29,23 @@ class SentinelIncidentsSettings(SettingsGroup):
     page_size: int = Field(default=50, ge=1, le=1000)
     verify_ssl: bool = True
     ca_cert: str | None = None
+    # mTLS towards a login/Graph endpoint behind a TLS-inspecting proxy that wants a client certificate.
+    client_cert: str | None = None
+    client_key: str | None = None
+    request_timeout: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+
+    @field_validator("tenant_id", "client_id")
+    @classmethod
+    def _non_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("target_product")
+    @classmethod
+    def _product(cls, value: str) -> str:
+        return value.strip()
 
     @field_validator("login_url", "api_base_url")
     @classmethod
