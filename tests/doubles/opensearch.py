@@ -17,6 +17,7 @@ import base64
 import fnmatch
 import gzip
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.doubles.elastic_http import TlsMaterial
 from tests.doubles.opensearch_query import (
     Compiler,
     Doc,
@@ -115,7 +117,12 @@ class OpenSearchDouble:
         users: Mapping[str, str] | None = None,
         version: str = "2.19.1",
         now_millis: int | None = None,
+        tls: TlsMaterial | bool | None = None,
+        require_client_cert: bool = False,
     ) -> None:
+        """``tls=True`` serves HTTPS with a throw-away CA (``self.tls``); ``require_client_cert``: mTLS."""
+        self.tls: TlsMaterial | None = TlsMaterial.generate() if tls is True else (tls or None)
+        self.require_client_cert = require_client_cert
         self.users = dict(users if users is not None else {"admin": "admin-secret"})
         self.version = version
         self.now_millis = now_millis  # fixed clock for `now` date math; None = wall clock
@@ -143,6 +150,11 @@ class OpenSearchDouble:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            context = self.tls.server_context(self.require_client_cert)
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="opensearch-double", daemon=True
         )
@@ -161,6 +173,8 @@ class OpenSearchDouble:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     @property
@@ -443,6 +457,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):  # handshake here, not in the accept loop
+            self.request.settimeout(10)
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.close_connection = True
+                self.request.close()
+                raise
+            self.request.settimeout(None)
+        super().setup()
 
     def do_GET(self) -> None:
         self._handle()

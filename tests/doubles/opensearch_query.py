@@ -687,6 +687,15 @@ class Compiler:
         body = _params(body, "term", ("value", "case_insensitive"))
         if "value" not in body:
             raise QueryError(400, "parsing_exception", "[term] query requires a value")
+        ftype = self.mapping.type_of(path)
+        if body.get("case_insensitive") and ftype not in (None, KEYWORD, TEXT):
+            # Only string fields implement case-insensitive term queries; the shard refuses the rest.
+            raise QueryError(
+                400,
+                "query_shard_exception",
+                f"failed to create query: Field [{path}] of type [{ftype}] does not support case "
+                "insensitive term queries",
+            )
         return self._equals(path, body["value"], bool(body.get("case_insensitive", False)))
 
     def q_terms(self, spec: Any) -> Predicate:
@@ -1072,12 +1081,19 @@ def _metric_agg(kind: str, spec: Any, docs: list[Doc], mapping: Mapping_) -> dic
 
 def _terms_agg(spec: Any, subs: Any, docs: list[Doc], mapping: Mapping_) -> dict[str, Any]:
     path, ftype, spec = _agg_field(
-        spec, "terms", mapping, ("size", "order", "min_doc_count", "shard_size", "show_term_doc_count_error")
+        spec,
+        "terms",
+        mapping,
+        ("size", "order", "min_doc_count", "shard_size", "show_term_doc_count_error", "missing"),
     )
     size = int(spec.get("size", 10))
     groups: dict[Any, list[Doc]] = {}
+    missing = to_indexed(ftype, spec["missing"]) if "missing" in spec and ftype else spec.get("missing")
     for doc in docs:
-        for value in dict.fromkeys(doc.fields.get(path, ())):
+        values = doc.fields.get(path, ())
+        if not values and "missing" in spec:
+            groups.setdefault(missing, []).append(doc)
+        for value in dict.fromkeys(values):
             groups.setdefault(value, []).append(doc)
     buckets = []
     for key, members in groups.items():

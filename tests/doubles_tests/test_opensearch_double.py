@@ -154,6 +154,9 @@ def test_keyword_is_exact_and_case_sensitive(client: OpenSearch, small: None) ->
     assert search(client, {"terms": {"data.srcuser": ["paco", "paco admin"]}}) == {"paco", "paco2"}
     assert search(client, {"term": {"rule.id": "5712"}}) == {"paco"}  # numeric source in keyword field
     assert search(client, {"term": {"rule.id": 5715}}) == {"Paco"}
+    for typed in ("data.aws.srcaddr", "rule.level"):  # only string fields take case_insensitive
+        with pytest.raises(RequestError, match="case insensitive"):
+            search(client, {"term": {typed: {"value": "10", "case_insensitive": True}}})
 
 
 def test_text_fields_are_analysed(client: OpenSearch, small: None) -> None:
@@ -482,6 +485,23 @@ def test_aggregations_match_brute_force(client: OpenSearch, big: list[dict[str, 
         )
 
 
+def test_terms_aggregation_missing_bucket(fresh: tuple[OpenSearchDouble, OpenSearch]) -> None:
+    double, client = fresh
+    docs = [
+        {"agent": {"id": "001"}, "cluster": {"name": "east"}},
+        {"agent": {"id": "001"}},
+        {"agent": {"id": "002"}},
+    ]
+    double.add_documents("wazuh-alerts-4.x-m", docs, ids=["a", "b", "c"])
+    body = {"size": 0, "aggs": {"c": {"terms": {"field": "cluster.name", "missing": "-"}}}}
+    buckets = client.search(index="wazuh-alerts-*", body=body)["aggregations"]["c"]["buckets"]
+    assert {b["key"]: b["doc_count"] for b in buckets} == {"-": 2, "east": 1}
+    without = client.search(
+        index="wazuh-alerts-*", body={"size": 0, "aggs": {"c": {"terms": {"field": "cluster.name"}}}}
+    )
+    assert {b["key"]: b["doc_count"] for b in without["aggregations"]["c"]["buckets"]} == {"east": 1}
+
+
 # ------------------------------------------------------------ faults, log, source
 
 
@@ -583,3 +603,29 @@ def test_plant_spreads_over_agents(
         assert found["hits"]["total"]["value"] + sysmon["hits"]["total"]["value"] == 40
     else:
         assert found["hits"]["total"]["value"] == 40
+
+
+# ------------------------------------------------------------ TLS
+
+
+def test_tls_with_ca_bundle_and_client_certificate() -> None:
+    with OpenSearchDouble(tls=True, require_client_cert=True) as double:
+        tls = double.tls
+        assert tls is not None and double.url.startswith("https://localhost:")
+        client = OpenSearch(
+            double.url,
+            http_auth=double.auth,
+            ca_certs=str(tls.ca_path),
+            client_cert=str(tls.client_cert_path),
+            client_key=str(tls.client_key_path),
+            max_retries=0,
+        )
+        assert client.info()["version"]["distribution"] == "opensearch"
+        untrusted = OpenSearch(double.url, http_auth=double.auth, max_retries=0, timeout=5)
+        with pytest.raises(TransportError):  # the system CAs do not know the throw-away CA
+            untrusted.info()
+        no_client_cert = OpenSearch(
+            double.url, http_auth=double.auth, ca_certs=str(tls.ca_path), max_retries=0, timeout=5
+        )
+        with pytest.raises(TransportError):
+            no_client_cert.info()
