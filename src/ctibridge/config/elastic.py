@@ -95,6 +95,8 @@ class ElasticIntelSettings(ElasticConnection):
     rule_lookback: str = "1m"
     max_tlp: TlpLevel = Tlp.AMBER
     dead_letter_path: str | None = None
+    flush_interval: float = Field(default=2.0, gt=0, description="seconds of stream silence before a flush")
+    sweep_interval: int = Field(default=3600, ge=1, description="seconds between expiry sweeps")
 
 
 class ElasticIncidentsConfig(ConnectorConfig):

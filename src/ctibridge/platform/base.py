@@ -7,6 +7,7 @@ production, against a directory with `--dry-run DIR`, and against test doubles.
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 StixObject = Mapping[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,13 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     def listen_enrichment(self, handler: Callable[[EnrichmentRequest], EnrichmentResult]) -> None:
         """Deliver enrichment requests to `handler`; send what it returns in the request's work. Blocks."""
+
+    def ensure_vocabulary(self, category: str, names: Sequence[str]) -> None:
+        """Make `names` exist in the open vocabulary `category` (e.g. pattern types `pattern_type_ov`).
+
+        Idempotent. Platforms without vocabularies do nothing.
+        """
+        log.debug("vocabulary %s not managed by this platform: %s", category, ", ".join(names))
 
     def stop(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads; safe to call more than once."""

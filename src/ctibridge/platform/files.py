@@ -32,6 +32,7 @@ from ctibridge.stix.bundle import make_bundle
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
+VOCABULARY_FILE = "vocabularies.json"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -150,6 +151,29 @@ class FilePlatform(Platform):
 
     def save_stream_position(self, event_id: str) -> None:
         self.set_state({**self.get_state(), "start_from": event_id})
+
+    def ensure_vocabulary(self, category: str, names: Sequence[str]) -> None:
+        """Record the entries in `vocabularies.json` (category -> sorted names), so a dry run shows what
+        would be registered in OpenCTI; idempotent."""
+        path = self.directory / VOCABULARY_FILE
+        try:
+            current = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            current = {}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {path}: {exc}") from exc
+        known = {str(n).lower(): str(n) for n in current.get(category, [])}
+        added = [n.strip() for n in names if n and n.strip() and n.strip().lower() not in known]
+        if not added:
+            return
+        for name in added:
+            known[name.lower()] = name
+        current[category] = sorted(known.values())
+        try:
+            write_atomically(path, json.dumps(current, indent=1, sort_keys=True))
+        except OSError as exc:
+            raise DeliveryError(f"cannot write {path}: {exc.strerror}") from exc
+        log.info("vocabulary entries recorded", extra={"category": category, "entries": added})
 
     def listen_enrichment(self, handler: Callable[[EnrichmentRequest], EnrichmentResult]) -> None:
         if self.enrichment_requests is None:

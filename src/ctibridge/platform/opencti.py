@@ -57,6 +57,12 @@ STREAM_RECOVER_KEY = "recover_until"
 _WATCHDOG_FEED_INTERVAL = 5.0
 _THREAD_JOIN_TIMEOUT = 10.0
 _MAX_WORK_MESSAGE = 2000
+VOCABULARY_DESCRIPTIONS = {
+    "kql": "Kibana Query Language (KQL)",
+    "lucene": "Apache Lucene query string syntax",
+    "eql": "Elastic Event Query Language (EQL)",
+    "esql": "Elasticsearch Query Language (ES|QL)",
+}
 
 
 def build_helper_config(
@@ -588,6 +594,39 @@ class OpenCTIPlatform(Platform):
         return result.message
 
     # ------------------------------------------------------------------ shutdown
+
+    # ------------------------------------------------------------------ vocabularies
+
+    def ensure_vocabulary(self, category: str, names: Sequence[str]) -> None:
+        """Read each name in `category`, create the missing ones (pycti `vocabulary.list` / `create`).
+
+        The filter names the category as well as the name: pycti's `read_or_create_unchecked` filters on
+        the name alone, so a same-named entry of another category would hide a missing one. A failure
+        (e.g. a token without the right to edit vocabularies) is logged and the connector carries on: its
+        data still flows, OpenCTI users just cannot pick the pattern type yet.
+        """
+        api = self._helper.api
+        for name in dict.fromkeys(n.strip() for n in names if n and n.strip()):
+            filters = {
+                "mode": "and",
+                "filters": [
+                    {"key": "category", "values": [category]},
+                    {"key": "name", "values": [name]},
+                ],
+                "filterGroups": [],
+            }
+            try:
+                existing = api.vocabulary.list(filters=filters)
+                if any(str(v.get("name", "")).lower() == name.lower() for v in existing or []):
+                    continue
+                api.vocabulary.create(
+                    name=name, category=category, description=VOCABULARY_DESCRIPTIONS.get(name, "")
+                )
+                logger.info("vocabulary entry added", extra={"category": category, "entry": name})
+            except Exception as exc:
+                logger.warning(
+                    "could not register %r in vocabulary %s: %s", name, category, _error_message(exc)
+                )
 
     def stop(self) -> None:
         """Stop pycti's threads (scheduler, stream, queue listener, ping); the connector stays registered."""
