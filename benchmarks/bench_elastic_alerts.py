@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import Figure, measure
+from harness import Figure, measure, rate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,14 +37,15 @@ def run(scale: float) -> list[Figure]:
         for count in (max(int(20_000 * scale), 200), max(int(100_000 * scale), 1000)):
             source = Path(tmp) / f"alerts-{count}.ndjson"
             _write(source, count)
-            seconds, _, records = measure(lambda source=source: _convert(source))
-            assert records == count
+            timing = measure(lambda source=source: _convert(source))
+            assert timing.result == count
             _, peak, _ = measure(lambda source=source: _convert(source), trace_memory=True)
             figures.append(
-                Figure(
+                rate(
                     "convert elastic-alerts",
                     f"{count:,} alerts",
-                    count / seconds,
+                    count,
+                    timing,
                     "alerts/s",
                     ">= 5,000/s; flat memory",
                     peak,

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ctibridge.patterns import TARGETS, Pattern, Untranslatable, parse_stix, renderer_for
 from ctibridge.patterns.lowering import lower
 from ctibridge.patterns.stix import _parse_cached
-from harness import Figure, measure
+from harness import Figure, measure, rate
 
 BENCHMARK = "patterns"
 TARGET = ">= 5,000/s"
@@ -129,20 +129,23 @@ def run(scale: float) -> list[Figure]:
     figures: list[Figure] = []
 
     _clear_caches()
-    seconds, _, asts = measure(lambda: [parse_stix(text) for text in texts])
-    figures.append(Figure(BENCHMARK, "parse+validate STIX (ANTLR)", count / seconds, "patterns/s"))
+    timing = measure(lambda: [parse_stix(text) for text in texts])
+    asts = timing.result
+    figures.append(rate(BENCHMARK, "parse+validate STIX (ANTLR)", count, timing, "patterns/s"))
 
     for target in TARGETS:
         renderer_for(target)  # built once per configuration in real use too
         lower.cache_clear()
-        seconds, _, (translated, rejected) = measure(partial(_translate_all, target, asts))
+        timing = measure(partial(_translate_all, target, asts))
+        translated, rejected = timing.result
         metric = f"AST->{target} ({translated} ok/{rejected} rej)"
-        figures.append(Figure(BENCHMARK, metric, count / seconds, "patterns/s", target=TARGET))
+        figures.append(rate(BENCHMARK, metric, count, timing, "patterns/s", target=TARGET))
 
     for target in TARGETS:
         _clear_caches()
-        seconds, _, _ = measure(partial(_end_to_end, target, texts))
-        figures.append(Figure(BENCHMARK, f"text->{target} (parse+translate)", count / seconds, "patterns/s"))
+        timing = measure(partial(_end_to_end, target, texts))
+        metric = f"text->{target} (parse+translate)"
+        figures.append(rate(BENCHMARK, metric, count, timing, "patterns/s", target=TARGET))
 
     _clear_caches()
     _, peak, _ = measure(lambda: [parse_stix(text) for text in texts], trace_memory=True)

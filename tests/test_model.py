@@ -137,3 +137,26 @@ def test_severity() -> None:
     assert parse_severity("HIGH") is Severity.HIGH
     assert parse_severity("bogus") is None
     assert [s.priority for s in Severity] == ["P4", "P3", "P2", "P1"]
+
+
+# The fast paths in make_ip (canonical dotted quads, a cache of parsed texts) must agree with ipaddress.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ctibridge.model.observables import _parse_ip  # noqa: E402
+
+_octet = st.one_of(
+    st.integers(0, 300).map(str), st.sampled_from(["00", "01", "007", "255", "256", "", "٣", "1a"])
+)
+_quads = st.lists(_octet, min_size=3, max_size=5).map(".".join)
+_ipish = st.one_of(_quads, st.ip_addresses().map(str), st.text("0123456789abcdef:./%", max_size=24))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ipish, st.sampled_from(["", " ", "\n"]))
+def test_make_ip_fast_paths_equal_the_ipaddress_parse(text: str, pad: str) -> None:
+    raw = pad + text + pad
+    stripped = raw.strip()
+    expected = _parse_ip(raw, stripped) if stripped else None
+    assert make_ip(raw) == expected
+    assert make_ip(raw) == expected  # second call: from the cache when it was not a canonical quad

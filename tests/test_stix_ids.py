@@ -235,3 +235,21 @@ def test_sco_ids_equal_stix2_for_any_text(value: str) -> None:
 def test_floats_and_bools_fall_back_to_the_reference() -> None:
     data = {"a": 1.5, "b": True, "c": 1e21}
     assert canonical_json(data) == canonicalize(data, utf8=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_text, _text, st.none() | _text)
+def test_sdo_ids_on_the_alert_path_equal_pycti_for_any_text(name: str, other: str, mitre: str | None) -> None:
+    from ctibridge.stix import ids
+
+    assert ids.incident_id(name, other) == pycti.Incident.generate_id(name, other)
+    assert ids.case_incident_id(name, other) == pycti.CaseIncident.generate_id(name, other)
+    assert ids.identity_id(name, other) == pycti.Identity.generate_id(name, other)
+    assert ids.attack_pattern_id(name, mitre) == pycti.AttackPattern.generate_id(name, mitre)
+
+
+def test_sdo_ids_with_datetimes_still_follow_pycti() -> None:
+    from ctibridge.stix import ids
+
+    created = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert ids.incident_id("x", created) == pycti.Incident.generate_id("x", created)  # type: ignore[arg-type]

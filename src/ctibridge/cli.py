@@ -180,8 +180,10 @@ def _load_converters() -> None:
 
 def _register_commands() -> None:
     from ctibridge.patterns.cli import translate
+    from ctibridge.siem.wazuh.cli import hunt_query
 
     cli.add_command(translate)
+    cli.add_command(hunt_query)
 
 
 _register_commands()

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from ctibridge.errors import InputError
 
 Unwrap = Callable[[Any], Iterator[Any]]
@@ -87,8 +89,16 @@ def _next_content_line(stream: IO[str]) -> str | None:
 
 def _ndjson_line(line: str, number: int, name: str, unwrap: Unwrap) -> Iterator[Any]:
     try:
-        record = json.loads(line)
+        record = _loads(line)
     except json.JSONDecodeError as exc:
         log.warning("skipped %s line %d: not JSON (%s)", name, number, exc.msg)
         return
     yield from unwrap(record)
+
+
+def _loads(text: str) -> Any:
+    """orjson for speed; the stdlib for what orjson refuses (NaN, huge integers) and for its messages."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)

@@ -294,3 +294,136 @@ def test_kibana_client_errors_are_not_retried(elastic: ElasticDouble, tmp_path: 
         connector_for(elastic, platform, sleep=sleeps, import_alerts=False, import_cases=True).process()
     assert info.value.status == 400 and sleeps == []
     assert "cases_updated_at" not in platform.get_state()
+
+
+def _attached(cases: list[dict[str, Any]]) -> set[str]:
+    from ctibridge.siem.elastic.cases import alert_ids_of
+
+    return {alert_id for case in cases for alert_id, _ in alert_ids_of(case)}
+
+
+def _case_refs_to_incidents(objects: list[dict[str, Any]]) -> set[str]:
+    """Alert uuids of the incidents the delivered case-incidents point at."""
+    incidents = {o["id"]: o for o in objects if o["type"] == "incident"}
+    return {
+        incidents[ref]["external_references"][0]["external_id"]
+        for case in objects
+        if case["type"] == "case-incident"
+        for ref in case["object_refs"]
+        if ref in incidents
+    }
+
+
+def test_attached_alerts_are_fetched_with_mget_from_their_index(
+    elastic: ElasticDouble, tmp_path: Path
+) -> None:
+    docs = list(generate_alerts(200, seed=21))
+    load_into(elastic, INDEX, docs)
+    cases = generate_cases(6, alerts=docs, seed=21)
+    attached = _attached(cases)
+    assert attached, "the fixture attaches alerts to cases"
+    load_cases_into(elastic, cases)
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+
+    objects = delivered(tmp_path)
+    assert_valid_bundle(
+        {"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000000", "objects": objects}
+    )
+    assert _case_refs_to_incidents(objects) == attached, "every attached alert became a referenced incident"
+    gets = elastic.es.requests_to(r"/_mget$")
+    assert gets, "attached alerts come from _mget"
+    requested = {(doc["_index"], doc["_id"]) for request in gets for doc in request.json["docs"]}
+    assert {doc_id for _, doc_id in requested} == attached
+    assert {index for index, _ in requested} == {".internal.alerts-security.alerts-default-000001"}
+    searches = [r.json for r in elastic.es.requests_to(r"/_search$") if r.json]
+    assert not [body for body in searches if "ids" in body.get("query", {})], "no ids search was needed"
+
+
+def test_attached_alerts_without_a_usable_index_fall_back_to_an_ids_search(
+    elastic: ElasticDouble, tmp_path: Path
+) -> None:
+    docs = list(generate_alerts(120, seed=22))
+    load_into(elastic, INDEX, docs)
+    cases = generate_cases(4, alerts=docs, seed=22)
+    # One attachment without an index, one naming an index that no longer exists: neither can be a get.
+    alert_comments = [c for case in cases for c in case.get("comments", []) if c.get("type") == "alert"]
+    assert len(alert_comments) >= 2
+    alert_comments[0]["index"] = None
+    alert_comments[1]["index"] = ".internal.alerts-security.alerts-default-000042"
+    fallback = {
+        str(i)
+        for c in alert_comments[:2]
+        for i in ([c["alertId"]] if isinstance(c["alertId"], str) else c["alertId"])
+    }
+    load_cases_into(elastic, cases)
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+
+    objects = delivered(tmp_path)
+    assert _case_refs_to_incidents(objects) == _attached(cases), "no attached alert lost"
+    searched = {
+        value
+        for request in elastic.es.requests_to(r"/_search$")
+        if request.json and "ids" in request.json.get("query", {})
+        for value in request.json["query"]["ids"]["values"]
+    }
+    assert searched == fallback
+
+
+def test_mutual_tls_client_certificate_is_used_by_the_connector(tmp_path: Path) -> None:
+    """ELASTIC_SECURITY_CLIENT_CERT/CLIENT_KEY/CA_CERT reach the Elasticsearch client; without a client
+    certificate the server refuses the handshake and the run fails with a clear error, state untouched."""
+    with ElasticDouble(tls=True, require_client_cert=True) as double:
+        assert double.tls is not None
+        docs = list(generate_alerts(150, seed=23))
+        load_into(double, INDEX, docs)
+        env = {
+            "ELASTIC_SECURITY_URL": double.es.url,
+            "ELASTIC_SECURITY_KIBANA_URL": double.kibana.url,
+            "ELASTIC_SECURITY_API_KEY": double.api_key,
+            "ELASTIC_SECURITY_IMPORT_START_DATE": "2020-01-01",
+            "ELASTIC_SECURITY_IMPORT_CASES": "false",
+            "ELASTIC_SECURITY_CA_CERT": str(double.tls.ca_path),
+            "ELASTIC_SECURITY_CLIENT_CERT": str(double.tls.client_cert_path),
+            "ELASTIC_SECURITY_CLIENT_KEY": str(double.tls.client_key_path),
+        }
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            settings = ElasticIncidentsSettings()
+            assert settings.url.startswith("https://")
+            assert (settings.client_cert, settings.client_key) == (
+                str(double.tls.client_cert_path),
+                str(double.tls.client_key_path),
+            )
+            without_cert = settings.model_copy(update={"client_cert": None, "client_key": None})
+
+        platform = FilePlatform(tmp_path / "mtls", chunk_size=50_000)
+        reader = AlertReader(build_elasticsearch(settings), settings.alerts_index, page_size=100, attempts=1)
+        ElasticIncidentsConnector(settings, platform, reader, None).process()
+        assert set(incident_alert_ids(delivered(tmp_path / "mtls"))) == {alert_id(d) for d in docs}
+        assert platform.get_state()["alerts_after"]
+
+        refused = FilePlatform(tmp_path / "refused", chunk_size=50_000)
+        reader = AlertReader(build_elasticsearch(without_cert), settings.alerts_index, attempts=1)
+        with pytest.raises(RemoteError) as info:
+            ElasticIncidentsConnector(without_cert, refused, reader, None).process()
+        message = str(info.value)
+        assert "elasticsearch" in message and "unreachable" in message, message
+        assert double.api_key not in message
+        assert not refused.get_state() and not list((tmp_path / "refused").glob("work-*.json"))
+
+
+def test_attached_alerts_come_from_the_case_where_kibana_lacks_the_alerts_endpoint(
+    elastic: ElasticDouble, tmp_path: Path
+) -> None:
+    docs = list(generate_alerts(100, seed=24))
+    load_into(elastic, INDEX, docs)
+    cases = generate_cases(5, alerts=docs, seed=24)
+    load_cases_into(elastic, cases)
+    elastic.kibana.inject(404, path=r"^/api/cases/[^/]+/alerts$", times=None)
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+    assert elastic.kibana.count(r"^/api/cases/[^/_]+$", method="GET"), "read the case itself"
+    assert _attached(cases) and _case_refs_to_incidents(delivered(tmp_path)) == _attached(cases)

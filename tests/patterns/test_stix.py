@@ -250,3 +250,82 @@ def test_acceptance_matches_the_oasis_validator(pattern: Pattern, edits: list[tu
         assert validator_errors or any(reason in exc.reason for reason in OUR_EXTRA_REASONS), exc.reason
     else:
         assert not validator_errors, validator_errors
+
+
+# ----------------------------------------------------------------- the fast parse is the OASIS parse
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from antlr4 import CommonTokenStream, InputStream  # noqa: E402
+from stix2patterns.exceptions import ParseException  # noqa: E402
+from stix2patterns.v21.grammars.STIXPatternLexer import STIXPatternLexer  # noqa: E402
+from stix2patterns.v21.pattern import Pattern as OasisPattern  # noqa: E402
+
+from ctibridge.patterns import stix as stix_module  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_patterns import corpus  # noqa: E402
+
+sys.path.pop(0)
+
+
+def _tokens(text: str, fast: bool) -> list[tuple[object, ...]]:
+    lexer = STIXPatternLexer(InputStream(text))
+    if fast:
+        lexer._interp = stix_module._LexerSimulator(
+            lexer, lexer.atn, lexer.decisionsToDFA, stix_module.PredictionContextCache()
+        )
+    lexer.removeErrorListeners()
+    stream = CommonTokenStream(lexer)
+    stream.fill()
+    return [(t.type, t.text, t.start, t.stop, t.line, t.column, t.channel) for t in stream.tokens]
+
+
+def _oasis_tree(text: str) -> str | None:
+    try:
+        tree = OasisPattern(text).visit(stix_module._Tree())
+    except ParseException:
+        return None
+    return tree.toStringTree(recog=tree.parser)
+
+
+def _fast_tree(text: str) -> str | None:
+    tree = stix_module._FAST.parse(text)
+    return None if tree is None else tree.toStringTree(recog=tree.parser)
+
+
+def _assert_same_parse(text: str) -> None:
+    assert _tokens(text, fast=True) == _tokens(text, fast=False)
+    fast, oasis = _fast_tree(text), _oasis_tree(text)
+    # SLL either gives the full-LL tree or gives up (then parse_stix falls back to the OASIS parse).
+    assert fast is None or fast == oasis
+    if oasis is None:
+        assert fast is None
+
+
+def test_fast_parse_equals_oasis_parse_on_the_benchmark_corpus() -> None:
+    texts = corpus(1500, seed=7)
+    for text in texts:
+        _assert_same_parse(text)
+    assert sum(_fast_tree(text) is not None for text in texts) == len(texts)  # SLL suffices for all
+
+
+_PATTERN_CHARS = st.sampled_from(
+    [*"[]():.,=!<>'\\*-+^/ \t\n\r\"%_ab019xyzAZé✓\x00",
+     "AND", "OR", "NOT", "IN", "LIKE", "MATCHES", "ISSUBSET", "EXISTS", "FOLLOWEDBY", "WITHIN", "REPEATS",
+     "TIMES", "SECONDS", "START", "STOP", "true", "false", "t'2024-01-01T00:00:00Z'", "h'0a'", "b'AAAA'",
+     "ipv4-addr", "file:hashes.'SHA-256'", "1.5", "-3", "/*", "*/", "//"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PATTERN_CHARS, max_size=40).map("".join))
+def test_fast_parse_equals_oasis_parse_on_arbitrary_text(text: str) -> None:
+    _assert_same_parse(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(patterns())
+def test_fast_parse_equals_oasis_parse_on_generated_patterns(pattern: Pattern) -> None:
+    _assert_same_parse(to_stix(pattern))

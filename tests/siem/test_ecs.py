@@ -1,5 +1,7 @@
 """ECS lookups across flat dotted keys, nested objects and arrays."""
 
+import pytest
+
 from ctibridge.siem.ecs import first, objects, values
 
 DOC = {
@@ -27,3 +29,33 @@ def test_absent_and_null() -> None:
     assert first(DOC, "nope.nothing") is None
     assert values(DOC, "nulls.x") == []
     assert values(DOC, "host") == [], "an object is not a scalar value"
+
+
+def test_document_with_a_field_set_indexes_exactly_those_paths() -> None:
+    from ctibridge.siem.ecs import EcsDocument, FieldSet
+
+    source = {
+        "host": {"ip": ["10.0.0.1", "10.0.0.2"], "os": {"name": "Linux"}, "mac": ["aa"]},
+        "host.ip": "10.0.0.3",
+        "threat": {"enrichments": [{"matched": {"atomic": "a"}}, {"matched": {"atomic": ["b", None]}}]},
+        "kibana.alert.rule.name": "Rule",
+        "event": {"kind": "signal"},
+        "count": 0,
+        "flag": False,
+    }
+    fields = FieldSet(
+        ["host.ip", "host.os.name", "threat.enrichments.matched.atomic", "kibana.alert.rule.name", "count",
+         "flag", "absent.path"]
+    )  # fmt: skip
+    only = EcsDocument(source, only=fields)
+    full = EcsDocument(source)
+    for path in fields.paths:
+        assert only.values(path) == full.values(path), path
+        assert only.first(path) == full.first(path), path
+    assert only.values("host.ip") == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert only.first("count") == 0 and only.first("flag") is False
+    # A path outside the set is a mapping bug, not an absent field.
+    with pytest.raises(KeyError):
+        only.first("event.kind")
+    with pytest.raises(KeyError):
+        only.values("host.mac")

@@ -32,12 +32,21 @@ OPENCTI_PROPERTIES = {
     "attack-pattern": {"x_mitre_id"},
 }
 OPENCTI_RELATIONSHIPS = {("incident", "uses"), ("incident", "targets")}
+# software `has` vulnerability: OpenCTI's pair for a vulnerable package (../shared/reference/opencti.md).
+OPENCTI_RELATIONSHIPS |= {("software", "has")}
+# Targets OpenCTI documents beyond STIX's suggestions: an indicator `based-on` the observable it
+# matches, an indicator `indicates` an incident (../shared/reference/opencti.md).
+OPENCTI_RELATIONSHIP_TARGETS = {("indicator", "based-on"), ("indicator", "indicates")}
 
 _CUSTOM_PROPERTY = re.compile(r"\{401\} Custom property '([^']+)'")
 _CUSTOM_TYPE = re.compile(r"\{401\} Custom object type '([^']+)'")
 _RESERVED_SEVERITY = "Contains a reserved property ('severity'"
 _SUGGESTED_SOURCE = re.compile(
     r"\{202\} '([a-z-]+)' is permitted, but not a suggested relationship source object for the '([a-z-]+)'"
+)
+_SUGGESTED_TARGET = re.compile(
+    r"\{202\} '[a-z0-9-]+' is permitted, but not a suggested relationship target object for '([a-z-]+)' "
+    r"objects with the '([a-z-]+)' relationship"
 )
 
 
@@ -60,6 +69,9 @@ def _tolerated(obj_type: str, message: str) -> bool:
     custom_type = _CUSTOM_TYPE.search(message)
     if custom_type:
         return custom_type.group(1) in OPENCTI_CUSTOM_TYPES
+    target = _SUGGESTED_TARGET.search(message)
+    if target:
+        return (target.group(1), target.group(2)) in OPENCTI_RELATIONSHIP_TARGETS
     pair = _SUGGESTED_SOURCE.search(message)
     return bool(pair and (pair.group(1), pair.group(2)) in OPENCTI_RELATIONSHIPS)
 

@@ -16,8 +16,13 @@ class Connector(Protocol):
 
 # name -> "module:factory"; a factory takes (config, platform) and returns a Connector.
 CONNECTOR_FACTORIES: dict[str, str] = {"elastic-incidents": "ctibridge.connectors.elastic_incidents:build"}
+CONNECTOR_FACTORIES["sentinel-incidents"] = "ctibridge.connectors.sentinel_incidents:build"
+CONNECTOR_FACTORIES["wazuh-enrichment"] = "ctibridge.connectors.wazuh_enrichment:build"
+CONNECTOR_FACTORIES["elastic-intel"] = "ctibridge.connectors.elastic_intel:build"
 # Modules that register `ctibridge convert` kinds when imported.
-CONVERTER_MODULES: list[str] = ["ctibridge.siem.elastic.convert"]
+CONVERTER_MODULES: list[str] = ["ctibridge.siem.elastic.convert", "ctibridge.siem.elastic.rules_convert"]
+CONVERTER_MODULES.append("ctibridge.siem.microsoft.convert")
+CONVERTER_MODULES.append("ctibridge.siem.elastic.intel_convert")
 
 
 def build_connector(name: str, config: ConnectorConfig, platform: Platform) -> Connector:

@@ -117,7 +117,8 @@ class ElasticIncidentsConnector:
         for case in self.cases.updated_since(checkpoint, self.settings.case_statuses):
             try:
                 comments = self.cases.comments(str(case["id"]))
-                documents = self.alerts.by_ids([alert_id for alert_id, _ in alert_ids_of(case, comments)])
+                comments += self.cases.alert_attachments(str(case["id"]))
+                documents = self.alerts.by_refs(alert_ids_of(case, comments))
                 mapped = self.case_mapper(case, comments, documents)
             except (InputError, KeyError, ValueError) as exc:
                 log.warning("skipped case %s: %s", case.get("id"), exc)

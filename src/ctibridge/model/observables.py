@@ -191,6 +191,9 @@ Observable = (
 
 
 def _text(value: Any, limit: int = 8192) -> str | None:
+    if type(value) is str:  # the common case, first
+        text = value.strip()
+        return text if text and len(text) <= limit else None
     if value is None or isinstance(value, (dict, list, tuple, bool)):
         return None
     text = str(value).strip()
@@ -199,11 +202,32 @@ def _text(value: Any, limit: int = 8192) -> str | None:
     return text
 
 
+# A dotted quad without leading zeros is already in the canonical form ipaddress would print.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_IP_CACHE: dict[str, IPAddress] = {}
+_IP_CACHE_SIZE = 4096
+
+
 def make_ip(value: Any) -> IPAddress | None:
     """Parse an IPv4/IPv6 address or CIDR; host bits in a CIDR are an error, not silently cleared."""
     text = _text(value, 64)
     if text is None:
         return None
+    if _CANONICAL_IPV4.fullmatch(text):
+        return IPAddress(text, 4)
+    known = _IP_CACHE.get(text)
+    if known is not None:
+        return known
+    parsed = _parse_ip(value, text)
+    if parsed is not None:
+        if len(_IP_CACHE) >= _IP_CACHE_SIZE:
+            _IP_CACHE.clear()
+        _IP_CACHE[text] = parsed
+    return parsed
+
+
+def _parse_ip(value: Any, text: str) -> IPAddress | None:
     text = text.split("%", 1)[0] if "%" in text and "/" not in text else text  # drop an IPv6 zone id
     try:
         if "/" in text:

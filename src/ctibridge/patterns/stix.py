@@ -11,14 +11,24 @@ import base64
 import binascii
 import math
 import re
+import threading
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from antlr4 import CommonTokenStream, InputStream, ParseTreeWalker, Token
+from antlr4.atn.LexerATNSimulator import LexerATNSimulator
+from antlr4.atn.PredictionMode import PredictionMode
+from antlr4.dfa.DFAState import DFAState
+from antlr4.error.Errors import ParseCancellationException, RecognitionException
+from antlr4.error.ErrorStrategy import BailErrorStrategy
+from antlr4.PredictionContext import PredictionContextCache
+from antlr4.tree.Tree import TerminalNodeImpl
 from stix2patterns.exceptions import ParseException
 from stix2patterns.helpers import brackets_check
 from stix2patterns.v21 import object_validator
+from stix2patterns.v21.grammars.STIXPatternLexer import STIXPatternLexer
 from stix2patterns.v21.grammars.STIXPatternParser import STIXPatternParser as P
 from stix2patterns.v21.inspector import InspectionListener
 from stix2patterns.v21.pattern import Pattern as AntlrPattern
@@ -75,16 +85,145 @@ def parse_stix(pattern: str) -> Pattern:
 
 @lru_cache(maxsize=4096)
 def _parse_cached(pattern: str) -> Pattern:
-    try:
-        tree = AntlrPattern(pattern)
-    except ParseException as exc:
-        raise PatternError(_validator_reason(pattern) or str(exc)) from None
+    tree = _FAST.parse(pattern)
+    if tree is None:
+        # SLL could not parse it: stix2-patterns' own full-LL parse decides, with its own messages.
+        try:
+            tree = AntlrPattern(pattern).visit(_Tree())
+        except ParseException as exc:
+            raise PatternError(_validator_reason(pattern) or str(exc)) from None
     if not brackets_check(pattern) or not _passes_semantic_checks(tree, pattern):
         raise PatternError(_validator_reason(pattern) or "invalid STIX pattern")
-    return Pattern(tree.visit(_Builder()))
+    return Pattern(_Builder().visit(tree))
 
 
-def _passes_semantic_checks(tree: AntlrPattern, pattern: str) -> bool:
+class _Tree:
+    """A visitor that hands back the root parse tree of an `AntlrPattern`."""
+
+    def visit(self, tree: P.PatternContext) -> P.PatternContext:
+        return tree
+
+
+class _LexerSimulator(LexerATNSimulator):
+    """The ANTLR lexer simulator with its DFA loop written out: same DFA, same tokens, fewer calls.
+
+    `execATN` is the runtime's own algorithm (`antlr4.atn.LexerATNSimulator.execATN`) with the edge
+    lookup, `consume` and `captureSimState` inlined and the error state compared by identity (it is a
+    singleton stored in the edge tables); lexing is about half of parsing a pattern in Python.
+    """
+
+    def execATN(self, input: InputStream, ds0: DFAState) -> int:
+        prev = self.prevAccept
+        if ds0.isAcceptState:
+            self.captureSimState(prev, input, ds0)
+        data, size = input.data, input._size
+        index = input._index
+        t = data[index] if index < size else Token.EOF
+        s = ds0
+        error = self.ERROR
+        while True:
+            edges = s.edges
+            target = edges[t] if edges is not None and 0 <= t <= 127 else None
+            if target is None:
+                target = self.computeTargetState(input, s, t)
+            if target is error:
+                break
+            if t != Token.EOF:
+                if t == 10:
+                    self.line += 1
+                    self.column = 0
+                else:
+                    self.column += 1
+                index = input._index = input._index + 1
+            if target.isAcceptState:
+                prev.index = index
+                prev.line = self.line
+                prev.column = self.column
+                prev.dfaState = target
+                if t == Token.EOF:
+                    break
+            t = data[index] if index < size else Token.EOF
+            s = target
+        return self.failOrAccept(prev, input, s.configs, t)
+
+
+class _SllParser:
+    """stix2-patterns' generated lexer and parser, built once per thread and reused for every pattern.
+
+    The standard two-stage ANTLR strategy: SLL prediction (much cheaper than full LL) with a bail-out
+    error strategy; a pattern SLL rejects returns None and is parsed again by stix2-patterns' own `Pattern`
+    (full LL), so valid patterns get the same tree and invalid ones the same error as before. As in
+    `Pattern`, the lexer has no error listeners. Trees are also remembered by token shape (see `parse`):
+    indicators mostly repeat a few shapes with different values, and copying a tree is several times
+    cheaper than the Python ANTLR runtime parsing it again.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._shapes: dict[tuple[tuple[int, int], ...], P.PatternContext] = {}
+
+    def _parts(self) -> tuple[STIXPatternLexer, CommonTokenStream, P]:
+        parts = getattr(self._local, "parts", None)
+        if parts is None:
+            lexer = STIXPatternLexer(InputStream(""))
+            lexer._interp = _LexerSimulator(lexer, lexer.atn, lexer.decisionsToDFA, PredictionContextCache())
+            lexer.removeErrorListeners()
+            stream = CommonTokenStream(lexer)
+            parser = P(stream)
+            parser.removeErrorListeners()
+            parser._errHandler = BailErrorStrategy()
+            parser._interp.predictionMode = PredictionMode.SLL
+            parts = self._local.parts = (lexer, stream, parser)
+        return parts
+
+    def parse(self, pattern: str) -> P.PatternContext | None:
+        lexer, stream, parser = self._parts()
+        lexer.inputStream = InputStream(pattern)
+        stream.setTokenSource(lexer)
+        stream.fill()
+        tokens = stream.tokens
+        # The parser's decisions depend on token types only (the grammar has no actions and only
+        # precedence predicates), so a token sequence of a shape parsed before has that parse's tree with
+        # these tokens in it. Only successful parses are remembered: errors always come from the parser.
+        shape = tuple((token.type, token.channel) for token in tokens)
+        template = self._shapes.get(shape)
+        if template is not None:
+            return _with_tokens(template, None, tokens)
+        parser.setTokenStream(stream)
+        try:
+            tree = parser.pattern()
+        except (ParseCancellationException, RecognitionException):
+            return None
+        if len(self._shapes) >= _SHAPES:
+            self._shapes.clear()  # bounded, and safe to share between threads
+        self._shapes[shape] = tree
+        return tree
+
+
+_SHAPES = 2048
+
+
+def _with_tokens(node: Any, parent: Any, tokens: list[Token]) -> Any:
+    """A copy of parse tree `node` whose tokens are taken, by stream position, from `tokens`."""
+    if type(node) is TerminalNodeImpl:
+        leaf = TerminalNodeImpl(tokens[node.symbol.tokenIndex])
+        leaf.parentCtx = parent
+        return leaf
+    copy = object.__new__(type(node))
+    copy.parentCtx = parent
+    copy.invokingState = node.invokingState
+    copy.parser = node.parser
+    copy.exception = None
+    copy.start = tokens[node.start.tokenIndex] if node.start is not None else None
+    copy.stop = tokens[node.stop.tokenIndex] if node.stop is not None else None
+    copy.children = None if node.children is None else [_with_tokens(c, copy, tokens) for c in node.children]
+    return copy
+
+
+_FAST = _SllParser()
+
+
+def _passes_semantic_checks(tree: P.PatternContext, pattern: str) -> bool:
     """The non-syntax checks `run_validator` performs (hash formats, duplicate qualifiers), on our tree.
 
     Each walk is skipped when its check cannot fail: the hash check only looks at `hashes` paths, the
@@ -92,12 +231,12 @@ def _passes_semantic_checks(tree: AntlrPattern, pattern: str) -> bool:
     """
     if "hashes" in pattern:
         inspector = InspectionListener()
-        tree.walk(inspector)
+        ParseTreeWalker.DEFAULT.walk(inspector, tree)
         if object_validator.verify_object(inspector.pattern_data()):
             return False
     if "WITHIN" in pattern or "REPEATS" in pattern or "START" in pattern:
         try:
-            tree.walk(ValidationListener())
+            ParseTreeWalker.DEFAULT.walk(ValidationListener(), tree)
         except DuplicateQualifierTypeError:
             return False
     return True

@@ -6,7 +6,7 @@ tries each split of the dotted path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 
@@ -58,20 +58,50 @@ def _leaves(value: Any, keep_objects: bool) -> Iterator[Any]:
         yield value
 
 
+class FieldSet:
+    """The dotted paths a mapping reads, prepared for `EcsDocument(only=...)`.
+
+    Alert documents carry hundreds of fields and a mapping reads a few dozen; indexing only those paths
+    (and descending only into objects on the way to them) is most of the cost of reading a document.
+    """
+
+    __slots__ = ("paths", "walk")
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = frozenset(paths)
+        prefixes = {path[:dot] for path in self.paths for dot in _dots(path)}
+        self.walk = frozenset(self.paths | prefixes)
+
+
+def _dots(path: str) -> Iterator[int]:
+    dot = path.find(".")
+    while dot >= 0:
+        yield dot
+        dot = path.find(".", dot + 1)
+
+
 class EcsDocument:
     """A document indexed once by dotted path, so the dozens of lookups a mapping makes are dict hits.
 
     Arrays of objects contribute to the same paths (`threat.enrichments.matched.atomic` lists every
-    enrichment's value), as in Elasticsearch's own field model.
+    enrichment's value), as in Elasticsearch's own field model. With `only`, just those paths are indexed
+    and reading any other path is a programming error (KeyError), so a path missing from the field set
+    cannot silently read as absent.
     """
 
-    __slots__ = ("_index", "_skip", "source")
+    __slots__ = ("_index", "_only", "_skip", "source")
 
-    def __init__(self, source: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, source: Mapping[str, Any], skip: frozenset[str] = frozenset(), *, only: FieldSet | None = None
+    ) -> None:
         self.source = source
         self._skip = skip
+        self._only = only.paths if only is not None else None
         self._index: dict[str, list[Any]] = {}
-        self._add(source, "")
+        if only is None:
+            self._add(source, "")
+        else:
+            self._add_only(source, "", only.walk)
 
     def _add(self, node: Any, prefix: str) -> None:
         kind = type(node)
@@ -90,12 +120,56 @@ class EcsDocument:
             else:
                 bucket.append(node)
 
+    def _add_only(self, node: Mapping[str, Any], prefix: str, walk: frozenset[str]) -> None:
+        # Same result as _add restricted to `walk`; scalars and lists of scalars, which are most values,
+        # are stored inline rather than through a call each.
+        index = self._index
+        for key, value in node.items():
+            path = prefix + key
+            if path not in walk or value is None:
+                continue
+            kind = type(value)
+            if kind is str or kind is int or kind is float or kind is bool:
+                bucket = index.get(path)
+                if bucket is None:
+                    index[path] = [value]
+                else:
+                    bucket.append(value)
+            else:
+                self._add_value(value, path, walk)
+
+    def _add_value(self, value: Any, path: str, walk: frozenset[str]) -> None:
+        kind = type(value)
+        if kind is dict or (kind is not list and isinstance(value, Mapping)):
+            self._add_only(value, f"{path}." if path else "", walk)
+        elif kind is list:
+            for item in value:
+                self._add_value(item, path, walk)
+        elif value is not None:
+            bucket = self._index.get(path)
+            if bucket is None:
+                self._index[path] = [value]
+            else:
+                bucket.append(value)
+
+    def _unknown(self, path: str) -> KeyError:
+        return KeyError(f"{path!r} is not in this document's field set")
+
     def first(self, path: str) -> Any:
         found = self._index.get(path)
-        return found[0] if found else None
+        if found:
+            return found[0]
+        if self._only is not None and path not in self._only:
+            raise self._unknown(path)
+        return None
 
     def values(self, path: str) -> list[Any]:
-        return self._index.get(path) or []
+        found = self._index.get(path)
+        if found:
+            return found
+        if self._only is not None and path not in self._only:
+            raise self._unknown(path)
+        return []
 
     def objects(self, path: str) -> list[Mapping[str, Any]]:
         return objects(self.source, path)

@@ -288,15 +288,24 @@ class StixBuilder:
         start_time: datetime | None = None,
         stop_time: datetime | None = None,
     ) -> StixDict:
-        start, stop = _time(start_time), _time(stop_time)
-        rel_id = ids.relationship_id(relationship_type, source_ref, target_ref, start, stop)
-        obj = self._sdo("relationship", rel_id, "1970-01-01T00:00:00.000Z")
-        obj.update(
-            {"relationship_type": relationship_type, "source_ref": source_ref, "target_ref": target_ref}
-        )
-        _put(obj, "description", description)
-        _put(obj, "start_time", start)
-        _put(obj, "stop_time", stop)
+        start = format_time(start_time) if start_time is not None else None
+        stop = format_time(stop_time) if stop_time is not None else None
+        obj: StixDict = {
+            "type": "relationship",
+            "spec_version": "2.1",
+            "id": ids.relationship_id(relationship_type, source_ref, target_ref, start, stop),
+            "created": _EPOCH,
+            "modified": _EPOCH,
+            "created_by_ref": self.author_id,
+            "object_marking_refs": self.marking_refs,
+            "relationship_type": relationship_type,
+            "source_ref": source_ref,
+            "target_ref": target_ref,
+        }
+        if description is not None or start is not None or stop is not None:
+            _put(obj, "description", description)
+            _put(obj, "start_time", start)
+            _put(obj, "stop_time", stop)
         return obj
 
     def sighting(
@@ -353,6 +362,15 @@ class StixBuilder:
         return Built(main["id"], [main, *objects])
 
     def _observable(self, obs: Observable, extra: list[StixDict]) -> StixDict:
+        # Exact-type fast paths for the observables every alert carries; the isinstance chain below
+        # stays the general case.
+        kind = type(obs)
+        if kind is Process:
+            return self._process(obs, extra)  # type: ignore[arg-type]
+        if kind is File:
+            return self._file(obs, extra)  # type: ignore[arg-type]
+        if kind is UserAccount:
+            return self._user(obs)  # type: ignore[arg-type]
         if isinstance(obs, IPAddress):
             return self._sco(obs.stix_type, {"value": obs.value})
         if isinstance(obs, (DomainName, Url, MacAddress, Hostname, UserAgent)):
@@ -486,29 +504,35 @@ class StixBuilder:
             labels=alert.tags,
             links=alert.links,
         )
+        incident_id = incident["id"]
         objects = [incident]
-        seen: set[str] = {incident["id"]}
+        seen: set[str] = {incident_id}
+        relationship = self.relationship
 
-        def add(items: Iterable[StixDict]) -> None:
-            for item in items:
-                if item["id"] not in seen:
-                    seen.add(item["id"])
-                    objects.append(item)
+        def add(item: StixDict) -> None:
+            item_id = item["id"]
+            if item_id not in seen:
+                seen.add(item_id)
+                objects.append(item)
 
         for host in alert.hosts:
             built = self.host(host)
-            add(built.objects)
-            add([self.relationship("targets", incident["id"], built.id)])
-            for obs_id in (o["id"] for o in built.objects[1:] if o["type"] != "relationship"):
-                add([self.relationship("related-to", obs_id, incident["id"])])
-        for obs in [*alert.users, *alert.observables]:
+            for item in built.objects:
+                add(item)
+            add(relationship("targets", incident_id, built.id))
+            for item in built.objects[1:]:
+                if item["type"] != "relationship":
+                    add(relationship("related-to", item["id"], incident_id))
+        for obs in (*alert.users, *alert.observables):
             built = self.observable(obs)
-            add(built.objects)
-            add([self.relationship("related-to", built.id, incident["id"])])
+            for item in built.objects:
+                add(item)
+            add(relationship("related-to", built.id, incident_id))
         for technique in alert.techniques:
             pattern = self.attack_pattern(technique)
-            add([pattern, self.relationship("uses", incident["id"], pattern["id"])])
-        return Built(incident["id"], objects)
+            add(pattern)
+            add(relationship("uses", incident_id, pattern["id"]))
+        return Built(incident_id, objects)
 
     def case(self, case: Case, related_ids: Sequence[str] = ()) -> Built:
         """A case as a Case-Incident holding its alerts' incidents, observables and comment notes."""
@@ -556,6 +580,7 @@ _VALUE_TYPES: dict[type, str] = {
     Hostname: "hostname",
     UserAgent: "user-agent",
 }
+_EPOCH = "1970-01-01T00:00:00.000Z"
 # Any indicator id works as the STIX-side placeholder; OpenCTI reads x_opencti_sighting_of_ref.
 _PLACEHOLDER_INDICATOR = "indicator--c1034564-a9fb-429b-a1c1-c80116cc8e1e"
 

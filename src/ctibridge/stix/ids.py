@@ -70,7 +70,10 @@ def format_time(value: datetime) -> str:
     """STIX timestamp with milliseconds and `Z`, the one form we emit and hash."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if value.year >= 1000:  # isoformat pads the year to four digits, strftime does not: same text here
+        return value.isoformat(timespec="milliseconds")[:23] + "Z"
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -106,11 +109,35 @@ def uuid5_id(stix_type: str, data: dict[str, Any], *, version: int = 5) -> str:
         name = canonical_json(data).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: only the reference implementation knows them
         name = str(canonicalize(data, utf8=False)).encode("utf-8", "surrogatepass")
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | (version << 4)
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{stix_type}--{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _format_id(stix_type, name, version)
+
+
+def _format_id(stix_type: str, name: bytes, version: int = 5) -> str:
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(name)
+    h = digest.hexdigest()
+    # RFC 4122 version and variant nibbles, set on the hex text (uuid.uuid5 does the same on the integer).
+    return f"{stix_type}--{h[:8]}-{h[8:12]}-{version:x}{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def _string_id(stix_type: str, data: dict[str, str]) -> str:
+    """uuid5 id of a dict of strings under ASCII keys, the shape of every SDO and relationship id.
+
+    For strings orjson's sorted output is RFC 8785 (the property tests hold it to the reference); orjson
+    refuses lone surrogates, which go through the reference implementation instead.
+    """
+    for value in data.values():
+        if type(value) is not str:
+            return uuid5_id(stix_type, data)
+    try:
+        return _format_id(stix_type, orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+    except orjson.JSONEncodeError:
+        return uuid5_id(stix_type, data)
+
+
+_NAMESPACE_SHA1 = hashlib.sha1(_NAMESPACE_BYTES)
+# The variant nibble: its two high bits become 10, so 0-3 -> 8-b, 4-7 -> 8-b, and so on.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def _one_hash(hashes: dict[str, str]) -> dict[str, str]:
@@ -124,31 +151,56 @@ def _one_hash(hashes: dict[str, str]) -> dict[str, str]:
 def sco_id(stix_type: str, properties: dict[str, Any]) -> str:
     """Id of a cyber observable from its properties (only the contributing ones count)."""
     contributing = {}
+    strings = True
     for name in ID_CONTRIBUTING[stix_type]:
         value = properties.get(name)
         if value is None or value == [] or value == {}:
             continue
-        contributing[name] = _one_hash(value) if name == "hashes" else value
+        if name == "hashes":
+            value = _one_hash(value)
+        contributing[name] = value
+        strings = strings and type(value) is str
     if not contributing:
         raise ValueError(f"{stix_type} has none of its id-contributing properties")
+    if strings and stix_type not in _UUID4_TYPES:
+        return _string_id(stix_type, contributing)
     # STIX demands a UUIDv4 for processes; a v4-formatted id derived from the content keeps reruns stable.
     return uuid5_id(stix_type, contributing, version=4 if stix_type in _UUID4_TYPES else 5)
 
 
+# The SDO ids on the alert path (one incident per alert) are computed here exactly as pycti's generators
+# compute them (same data dict, same JCS, same uuid5); tests/test_stix_ids.py holds them equal, including
+# for hostile text. Rarer ones call pycti directly.
+
+
 def incident_id(name: str, created: str) -> str:
-    return Incident.generate_id(name, created)
+    """`Incident.generate_id`: lower-cased, stripped name and the created text."""
+    if not (type(name) is str and type(created) is str):
+        return Incident.generate_id(name, created)
+    return _string_id("incident", {"name": name.lower().strip(), "created": created})
 
 
 def case_incident_id(name: str, created: str) -> str:
-    return CaseIncident.generate_id(name, created)
+    """`CaseIncident.generate_id`."""
+    if not (type(name) is str and type(created) is str):
+        return CaseIncident.generate_id(name, created)
+    return _string_id("case-incident", {"name": name.lower().strip(), "created": created})
 
 
 def identity_id(name: str, identity_class: str) -> str:
-    return Identity.generate_id(name, identity_class)
+    """`Identity.generate_id`."""
+    if not (type(name) is str and type(identity_class) is str):
+        return Identity.generate_id(name, identity_class)
+    return _string_id("identity", {"name": name.lower().strip(), "identity_class": identity_class.lower()})
 
 
 def attack_pattern_id(name: str, mitre_id: str | None) -> str:
-    return AttackPattern.generate_id(name, mitre_id)
+    """`AttackPattern.generate_id`: keyed on the ATT&CK id when there is one, else on the name."""
+    if not (type(name) is str and (mitre_id is None or type(mitre_id) is str)):
+        return AttackPattern.generate_id(name, mitre_id)
+    normalized = mitre_id.lower().strip() if mitre_id is not None else ""
+    data = {"x_mitre_id": normalized} if normalized else {"name": name.lower().strip()}
+    return _string_id("attack-pattern", data)
 
 
 def vulnerability_id(name: str) -> str:
@@ -183,7 +235,7 @@ def relationship_id(
         data["start_time"] = start_time
         if stop_time is not None:
             data["stop_time"] = stop_time
-    return uuid5_id("relationship", data)
+    return _string_id("relationship", data)
 
 
 def sighting_id(

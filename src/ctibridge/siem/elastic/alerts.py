@@ -17,7 +17,7 @@ from ctibridge.config.types import parse_datetime
 from ctibridge.errors import InputError
 from ctibridge.model import observables as o
 from ctibridge.model.alerts import Alert, Host, Link, Rule, Technique, parse_severity, severity_from_score
-from ctibridge.siem.ecs import EcsDocument, first, objects
+from ctibridge.siem.ecs import EcsDocument, FieldSet, first, objects
 
 log = logging.getLogger(__name__)
 SOURCE = "Elastic Security"
@@ -36,10 +36,33 @@ DOMAIN_FIELDS = ("dns.question.name", "url.domain", "source.domain", "destinatio
 URL_FIELDS = ("url.full", "url.original")
 EMAIL_FIELDS = ("email.from.address", "email.to.address", "email.sender.address", "email.reply_to.address",
                 "user.email")  # fmt: skip
-# Copies of the source events and bookkeeping that the mapping never reads: not worth indexing.
-_NOT_READ = frozenset(
-    {"kibana.alert.ancestors", "kibana.alert.original_event", "kibana.alert.rule.parameters", "event",
-     "agent", "ecs", "elastic", "data_stream", "kibana.alert.rule.actions", "kibana.alert.rule.meta"}
+_FILE_FIELDS = ("name", "path", "directory", "size", "mime_type", *(f"hash.{algo}" for algo in HASHES))
+_PROCESS_FIELDS = ("executable", "name", "pid", "command_line", "working_directory", "start",
+                   *(f"hash.{algo}" for algo in HASHES))  # fmt: skip
+_VALUE_FIELDS = ((IP_FIELDS, o.make_ip), (DOMAIN_FIELDS, o.make_domain), (URL_FIELDS, o.make_url),
+                 (EMAIL_FIELDS, o.make_email))  # fmt: skip
+_HASH_PATHS = {prefix: tuple((algo, f"{prefix}.hash.{algo}") for algo in HASHES)
+               for prefix in ("file", "dll", "process", "process.parent")}  # fmt: skip
+# Every path the mapping reads with first()/values(); EcsDocument refuses any other, so a path added to
+# the mapping but not here fails loudly in the tests instead of reading as absent.
+FIELDS = FieldSet(
+    (
+        "_index", "@timestamp", "kibana.alert.uuid", "kibana.alert.start", "kibana.alert.rule.name",
+        "kibana.alert.risk_score", "kibana.alert.rule.risk_score", "kibana.alert.severity",
+        "kibana.alert.workflow_status", "kibana.alert.rule.rule_id", "kibana.alert.rule.uuid",
+        "kibana.alert.rule.description", "kibana.alert.rule.type", "kibana.alert.original_time",
+        "kibana.alert.last_detected", "kibana.alert.workflow_status_updated_at", "kibana.alert.rule.tags",
+        "kibana.alert.reason", "kibana.alert.url",
+        "host.name", "host.hostname", "host.ip", "host.os.name", "host.os.full", "host.id",
+        "user.name", "user.id", "user.full_name", "user.domain", "user.target.name", "user.target.domain",
+        *IP_FIELDS, *DOMAIN_FIELDS, *URL_FIELDS, *EMAIL_FIELDS, "user_agent.original",
+        *(f"{prefix}.{name}" for prefix in ("file", "dll") for name in _FILE_FIELDS),
+        *(f"process.{name}" for name in _PROCESS_FIELDS), "process.user.name",
+        *(f"process.parent.{name}" for name in _PROCESS_FIELDS),
+        "registry.hive", "registry.key", "registry.path", "registry.value", "registry.data.strings",
+        "registry.data.type", "source.port", "destination.port", "network.transport",
+        "email.subject", "email.message_id",
+    )
 )  # fmt: skip
 # Indicator-match alerts: the ECS field the indicator matched decides the observable type.
 _MATCHED_TYPES = {
@@ -75,7 +98,7 @@ class AlertMapper:
         self.space_prefix = "" if space in ("", "default") else f"/s/{space}"
 
     def __call__(self, source: Mapping[str, Any], index: str | None = None) -> Alert:
-        document = source if isinstance(source, EcsDocument) else EcsDocument(source, _NOT_READ)
+        document = source if isinstance(source, EcsDocument) else EcsDocument(source, only=FIELDS)
         alert_id = document.first("kibana.alert.uuid") or document.get("_id")
         if not alert_id:
             raise InputError("alert without kibana.alert.uuid")
@@ -174,14 +197,12 @@ class AlertMapper:
     def _observables(self, document: EcsDocument) -> Iterator[o.Observable]:
         found = o.ObservableSet()
         host_ips = set(document.values("host.ip"))
-        for field in IP_FIELDS:
-            found.extend(o.make_ip(v) for v in document.values(field) if v not in host_ips)
-        for field in DOMAIN_FIELDS:
-            found.extend(o.make_domain(v) for v in document.values(field))
-        for field in URL_FIELDS:
-            found.extend(o.make_url(v) for v in document.values(field))
-        for field in EMAIL_FIELDS:
-            found.extend(o.make_email(v) for v in document.values(field))
+        values = document.values
+        for fields, make in _VALUE_FIELDS:
+            for field in fields:
+                for value in values(field):  # most fields are absent: no generator per field
+                    if make is not o.make_ip or value not in host_ips:
+                        found.add(make(value))
         found.add(o.make_user_agent(document.first("user_agent.original")))
         found.add(self._file(document, "file"))
         found.add(self._file(document, "dll"))
@@ -212,7 +233,8 @@ class AlertMapper:
 
     @staticmethod
     def _hashes(document: EcsDocument, prefix: str) -> dict[str, Any]:
-        return {algo: value for algo in HASHES if (value := document.first(f"{prefix}.hash.{algo}"))}
+        first = document.first
+        return {algo: value for algo, path in _HASH_PATHS[prefix] if (value := first(path))}
 
     def _file(self, document: EcsDocument, prefix: str) -> o.File | None:
         return o.make_file(

@@ -169,6 +169,31 @@ class AlertReader:
             track_total_hits=False,
         )
 
+    def by_refs(self, refs: Sequence[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
+        """Alert documents for (alert id, index) pairs, as Kibana case attachments record them.
+
+        Pairs with a concrete index are fetched with one `_mget` (direct gets, no search); `_mget` takes no
+        patterns, so pairs without an index or with a pattern, and any alert `_mget` did not find there
+        (moved, or an index that is gone), are searched by id across the alerts index pattern.
+        """
+        found: dict[str, dict[str, Any]] = {}
+        docs = [
+            {"_index": index, "_id": alert_id}
+            for alert_id, index in dict(refs).items()
+            if index and not any(char in index for char in "*,")
+        ]
+        if docs:
+            response = self._retry(lambda: self.es.mget(docs=docs))
+            for doc in response["docs"]:
+                if doc.get("found"):
+                    found[doc["_id"]] = {
+                        **doc.get("_source", {}),
+                        "_id": doc["_id"],
+                        "_index": doc.get("_index"),
+                    }
+        found.update(self.by_ids([alert_id for alert_id in dict(refs) if alert_id not in found]))
+        return found
+
     def by_ids(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Alert documents by id (for cases' attached alerts), searched across the alerts index pattern."""
         if not ids:
@@ -182,6 +207,40 @@ class AlertReader:
         }
 
 
+def space_prefix(space: str) -> str:
+    """`/s/<space>` in front of Kibana API paths; nothing for the default space."""
+    return "" if not space or space == "default" else f"/s/{space}"
+
+
+def build_kibana_client(
+    settings: ElasticConnection,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    scoped_to_space: bool = False,
+) -> httpx.Client:
+    """An httpx client for Kibana: TLS verification on unless disabled, CA bundle and client certificate
+    (mTLS) when given, API key or basic auth, `kbn-xsrf` (Kibana refuses non-GET calls without it) and the
+    API version on every call. The base URL is Kibana's root unless `scoped_to_space`, then `/s/<space>`.
+    """
+    options: dict[str, Any] = (
+        {}
+        if transport
+        else tls_options(settings.verify_ssl, settings.ca_cert, settings.client_cert, settings.client_key)
+    )
+    space = space_prefix(settings.kibana_space) if scoped_to_space else ""
+    return httpx.Client(
+        base_url=f"{settings.kibana_base_url}{space}",
+        headers={
+            **elastic_auth_headers(settings),
+            "kbn-xsrf": "true",
+            "elastic-api-version": "2023-10-31",
+        },
+        timeout=settings.request_timeout,
+        transport=transport,
+        **options,
+    )
+
+
 class KibanaCases:
     """The Cases API for one space and owner; newest updates first, as the API sorts them."""
 
@@ -193,25 +252,9 @@ class KibanaCases:
         attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        space = "" if settings.kibana_space == "default" else f"/s/{settings.kibana_space}"
         self.attempts = attempts
         self.sleep = sleep
-        options: dict[str, Any] = (
-            {}
-            if transport
-            else tls_options(settings.verify_ssl, settings.ca_cert, settings.client_cert, settings.client_key)
-        )
-        self.http = httpx.Client(
-            base_url=f"{settings.kibana_base_url}{space}",
-            headers={
-                **elastic_auth_headers(settings),
-                "kbn-xsrf": "true",
-                "elastic-api-version": "2023-10-31",
-            },
-            timeout=settings.request_timeout,
-            transport=transport,
-            **options,
-        )
+        self.http = build_kibana_client(settings, transport=transport, scoped_to_space=True)
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         def attempt() -> Any:
@@ -267,6 +310,33 @@ class KibanaCases:
             if page * 100 >= int(body.get("total") or 0) or not batch:
                 return comments
             page += 1
+
+    def alert_attachments(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's attached alerts, in the shape of alert comments (`type`, `alertId`, `index`).
+
+        `comments/_find` returns user comments only, so attachments come from `GET /api/cases/{id}/alerts`
+        (`[{id, index, attached_at}]`). That endpoint is a technical preview: where Kibana lacks it (404),
+        the case itself (`GET /api/cases/{id}`) carries the alert comments.
+        """
+        try:
+            body = self._get(f"/api/cases/{case_id}/alerts")
+        except RemoteError as exc:
+            if exc.status != 404:
+                raise
+            case = self._get(f"/api/cases/{case_id}")
+            return [
+                c for c in case.get("comments") or [] if isinstance(c, Mapping) and c.get("type") == "alert"
+            ]
+        return [
+            {
+                "type": "alert",
+                "alertId": item["id"],
+                "index": item.get("index"),
+                "created_at": item.get("attached_at"),
+            }
+            for item in body or []
+            if isinstance(item, Mapping) and item.get("id")
+        ]
 
     def close(self) -> None:
         self.http.close()
