@@ -134,13 +134,16 @@ def run(connector: str, config_file: Path | None, dry_run: Path | None, events: 
 @click.option("--tlp", default="TLP:AMBER", show_default=True, help="Marking of every object created.")
 @click.option("--author", help="Name of the author identity (default depends on KIND).")
 def convert(kind: str, source: str, output: Path | None, tlp: str, author: str | None) -> None:
-    """Convert FILE ('-' for stdin) offline. KIND: see `ctibridge convert --help` of each kind below.
+    """Convert FILE ('-' for stdin) offline.
 
     \b
     Kinds:
-      alerts         normalised alerts (JSON/NDJSON) -> STIX bundle
-      cases          normalised cases -> STIX bundle
-    and the SIEM kinds each connector adds (elastic-alerts, kibana-cases, graph-incidents, ...).
+      elastic-alerts   Kibana alert documents (NDJSON, JSON array, search response) -> STIX bundle
+      kibana-cases     a Cases _find response or one case -> STIX bundle
+      graph-incidents  a Graph incidents list (alerts expanded) or one incident -> STIX bundle
+      stix-to-ecs      a STIX bundle -> NDJSON of ECS threat-indicator documents (_index, _id, _source)
+      stix-to-rules    a STIX bundle -> JSON array of Kibana detection-rule bodies
+      alerts, cases    ctibridge's normalised model (JSON/NDJSON) -> STIX bundle
     """
     from ctibridge.convert import CONVERTERS, run_conversion
     from ctibridge.stix import StixBuilder, parse_tlp
