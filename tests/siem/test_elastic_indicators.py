@@ -13,6 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ctibridge.config.elastic import ElasticIntelSettings
 from ctibridge.patterns import atomic_values, parse_stix
 from ctibridge.patterns.ast import quote_string
 from ctibridge.siem.elastic import rules
@@ -306,6 +307,32 @@ def test_documents_match_what_the_indicator_match_rules_query() -> None:
     for kind in rules.INDICATOR_KINDS:
         for _, field in kind.mappings:
             assert field.startswith("threat.indicator.") and field in ecs()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "alone"),
+    [
+        ("[ipv4-addr:value = '198.51.100.7']", True),
+        ("[ipv4-addr:value = '198.51.100.7'] OR [domain-name:value = 'c2.example']", True),
+        ("[ipv4-addr:value = '198.51.100.7' AND network-traffic:dst_port = 443]", False),
+        ("[domain-name:value = 'c2.example'] FOLLOWEDBY [url:value = 'http://c2.example/x']", False),
+        ("[ipv4-addr:value = '198.51.100.7'] REPEATS 3 TIMES", False),
+    ],
+)
+def test_only_values_that_satisfy_the_pattern_alone_are_matched_by_indicator_match_rules(
+    pattern: str, alone: bool
+) -> None:
+    plan = documents().plan(indicator(pattern), NOW)
+    assert plan is not None and plan.documents
+    assert {source["opencti"]["matches_alone"] for _, source in plan.documents} == {alone}
+    settings = ElasticIntelSettings(url="https://es.example:9200")
+    for rule in rules.RuleBuilder(settings, None).indicator_match_rules():
+        assert rule["threat_query"].endswith(" and not opencti.matches_alone:false")
+
+
+def test_observable_documents_match_alone() -> None:
+    plan = documents().plan(observable("ipv4-addr", value="198.51.100.9"), NOW)
+    assert plan is not None and plan.documents[0][1]["opencti"]["matches_alone"] is True
 
 
 # ---------------------------------------------------------------------------- TLP, confidence, expiry

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ctibridge.config.types import parse_datetime
-from ctibridge.patterns import PatternError, atomic_values, parse_stix
+from ctibridge.patterns import PatternError, atomic_values, is_atomic, parse_stix
 from ctibridge.stix.markings import Tlp, tlp_of
 
 log = logging.getLogger(__name__)
@@ -201,12 +201,15 @@ def simple_atoms(pattern: str) -> list[tuple[str, str, Any]] | None:
         position = joined.end()
 
 
-def pattern_atoms(pattern: str) -> list[tuple[str, str, Any]]:
-    """Every value the pattern tests with `=` or IN; raises PatternError for an invalid pattern."""
+def pattern_atoms(pattern: str) -> tuple[list[tuple[str, str, Any]], bool]:
+    """Every value the pattern tests with `=` or IN, and whether each value alone satisfies the pattern
+    (an OR of equalities) rather than only a part of it (AND, FOLLOWEDBY, qualifiers, other operators).
+    Raises PatternError for an invalid pattern."""
     fast = simple_atoms(pattern)
     if fast is not None:
-        return fast
-    return [(atom.type, atom.path, atom.value) for atom in atomic_values(parse_stix(pattern))]
+        return fast, True
+    parsed = parse_stix(pattern)
+    return [(atom.type, atom.path, atom.value) for atom in atomic_values(parsed)], is_atomic(parsed)
 
 
 # ------------------------------------------------------------------ value -> threat.indicator fields
@@ -516,12 +519,13 @@ class IndicatorDocuments:
         # Liveness applies to every indicator, documents or not: it also decides whether a rule may exist.
         plan.dead_reason, plan.expires_at = self._liveness(obj, now, attributes, tlp)
         values: list[tuple[str, Fields]] = []
+        matches_alone = True
         if obj_type == "indicator":
             pattern_type = str(obj.get("pattern_type") or "stix").strip().lower()
             if pattern_type != "stix":
                 return plan  # kql/eql/sigma...: a rule covers it, there is no value to match on
             try:
-                atoms = pattern_atoms(str(obj.get("pattern") or ""))
+                atoms, matches_alone = pattern_atoms(str(obj.get("pattern") or ""))
             except PatternError as exc:
                 plan.skipped.append(f"invalid STIX pattern: {exc}")
                 return plan
@@ -546,6 +550,9 @@ class IndicatorDocuments:
         plan.ids = [document_id(stix_id, n) for n in range(len(values))]
         if plan.dead_reason is None and values:
             common = self._common(obj, now, plan.expires_at, attributes, tlp)
+            # Indicator-match rules must not fire on one part of an AND / FOLLOWEDBY pattern: its own rule
+            # holds the exact logic, and this flag keeps those documents out of the match.
+            common["opencti"]["matches_alone"] = matches_alone
             plan.documents = [
                 (doc_id, self._document(common, kind, fields))
                 for doc_id, (kind, fields) in zip(plan.ids, values, strict=True)
@@ -824,6 +831,7 @@ INDEX_MAPPINGS: dict[str, Any] = {
                 "valid_until": _DATE,
                 "main_observable_type": _KEYWORD,
                 "detection": {"type": "boolean"},
+                "matches_alone": {"type": "boolean"},
                 "expires_at": _DATE,
             }
         },

@@ -400,7 +400,7 @@ class RuleBuilder:
             "threat_language": "kuery",
             "threat_query": (
                 f'event.module:"{DOCUMENT_MODULE}" and event.dataset:"{DOCUMENT_DATASET}" and '
-                f"threat.indicator.type:({types}) and ({present})"
+                f"threat.indicator.type:({types}) and ({present}) and not opencti.matches_alone:false"
             ),
             "threat_mapping": [
                 {"entries": [{"field": field, "type": "mapping", "value": value}]}
