@@ -347,3 +347,30 @@ def test_an_answer_out_of_update_order_stops_before_the_checkpoint_moves(tmp_pat
     with pytest.raises(RemoteError, match="not in lastUpdateDateTime order"):
         connector.process()
     assert platform.get_state() == {}
+
+
+def test_client_certificate_from_settings_passes_mtls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with GraphDouble(require_client_cert=True) as graph:
+        incidents = generate_incidents(60, seed=48, alerts_per_incident=1, evidence_per_alert=1)
+        load_into(graph, incidents)
+        assert graph.client_cert_path and graph.client_key_path
+        monkeypatch.setenv("SENTINEL_INCIDENTS_CLIENT_CERT", graph.client_cert_path)
+        monkeypatch.setenv("SENTINEL_INCIDENTS_CLIENT_KEY", graph.client_key_path)
+        connector_for(graph, FilePlatform(tmp_path / "with", chunk_size=100_000)).process()
+        assert set(case_ids(tmp_path / "with")) == importable(incidents)
+        assert {r.route for r in graph.requests} >= {"openid", "token", "incidents"}
+
+        monkeypatch.delenv("SENTINEL_INCIDENTS_CLIENT_CERT")
+        monkeypatch.delenv("SENTINEL_INCIDENTS_CLIENT_KEY")
+        served = len(graph.requests)
+        sleeps = Sleeps()
+        without = FilePlatform(tmp_path / "without", chunk_size=100_000)
+        with pytest.raises(
+            RemoteError, match=r"TLS handshake failed .*SENTINEL_INCIDENTS_CLIENT_CERT"
+        ) as err:
+            connector_for(graph, without, sleep=sleeps).process()
+        assert err.value.service == "microsoft-login" and sleeps == [], "a refused handshake is not retried"
+        assert len(graph.requests) == served, "the double refused the connection before any request"
+        assert not case_ids(tmp_path / "without") and without.get_state() == {}

@@ -2,11 +2,12 @@
 
 2,000 Graph incidents over many pages arrive once each as Case-Incidents; the checkpoint lives on the
 platform; a run cut short by a Graph outage resumes in a new helper (same connector id) without loss and
-without sending anything twice.
+without sending anything twice; a throttled run waits out Retry-After and completes.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from ctibridge.connectors.sentinel_incidents import SentinelIncidentsConnector
-from ctibridge.siem.microsoft.client import GraphIncidents
+from ctibridge.siem.microsoft.client import GraphIncidents, graph_ticks
 from tests.doubles.graph import GraphDouble
 from tests.doubles.opencti import OpenCTIDouble
 from tests.fixtures.graph_incidents import generate_incidents, load_into
@@ -93,3 +94,41 @@ def test_a_run_cut_short_resumes_without_loss_or_repeats(
     assert len(received) == len(set(received)), "nothing sent twice"
     for pushed in opencti.bundles(via="api")[-2:]:
         assert_valid_bundle(pushed.bundle)
+
+
+def test_a_throttled_run_slows_down_and_completes(
+    graph: GraphDouble, opencti: OpenCTIDouble, connect: Any
+) -> None:
+    incidents = generate_incidents(300, seed=63, alerts_per_incident=1, evidence_per_alert=1)
+    load_into(graph, incidents)
+    # Graph-like sliding window, 2 requests per 0.5 s, answering 429 + Retry-After 4. The injected sleep
+    # records the 4 s and really waits a tenth of it, which frees the window as the full wait would.
+    graph.throttle("incidents", 2, 0.5, retry_after=4)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds / 10)
+
+    connector_id = str(uuid.uuid4())
+    settings = settings_for(graph)
+    platform = connect(opencti, connector_id=connector_id, protocol="api")
+    SentinelIncidentsConnector(settings, platform, GraphIncidents(settings, sleep=sleep)).run()
+
+    received = case_ids(opencti)
+    assert len(received) == len(set(received)) and set(received) == importable(incidents)
+    served = graph.requests_to("incidents")
+    throttled = [n for n, request in enumerate(served) if request.status == 429]
+    assert throttled, "the window was small enough to throttle this run"
+    assert waits == [4] * len(throttled), "one wait per 429, each the Retry-After"
+    for n in throttled:  # the retry came after the (scaled) wait, not straight away
+        assert served[n + 1].at - served[n].at >= 0.4 * 0.99
+    works = opencti.works(connector_id)
+    assert len(works) == 1 and works[0].status == "complete" and not works[0].in_error
+    newest = max(incidents, key=lambda i: (graph_ticks(i["lastUpdateDateTime"]), i["id"]))
+    at_newest = sorted(
+        str(i["id"]) for i in incidents if i["lastUpdateDateTime"] == newest["lastUpdateDateTime"]
+    )
+    state = opencti.connector(connector_id).parsed_state
+    assert state == {"last_update": newest["lastUpdateDateTime"], "ids_at_last_update": at_newest}
+    assert_valid_bundle(opencti.bundles(via="api")[-1].bundle)

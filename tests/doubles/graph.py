@@ -29,6 +29,8 @@ Test controls: `inject(route, status, times=, retry_after=, after=, body=)` scri
 window rate limit answering 429 + Retry-After; `requests` / `requests_to(route)` is the request log;
 `expire_tokens()` invalidates every issued token; `pascal_enums = True` serves docs-style spellings;
 `add_incidents` / `update_incident` / `clear_incidents` change the data (see the fixtures module).
+`GraphDouble(require_client_cert=True)` accepts only TLS clients presenting `client_cert_path` /
+`client_key_path` (signed by `ca_path`); `ssl_context()` and `requests_session()` then present it.
 
 Contract rules enforced (each a 4xx, so a sloppy client fails in tests rather than in production):
 `Authorization: Bearer <live token>` (no `Bearer` -> 401); unknown or repeated `$` options -> 400;
@@ -44,6 +46,7 @@ Paging uses `$skip` in an absolute `@odata.nextLink`; the default order (no `$or
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import ipaddress
@@ -51,7 +54,9 @@ import json
 import math
 import re
 import secrets
+import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -302,8 +307,8 @@ class LoggedRequest:
         return dict(self.query)
 
 
-def _make_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a leaf for 127.0.0.1/localhost, so msal's https-only rule holds on loopback."""
+def _make_tls(directory: Path) -> dict[str, Path]:
+    """A CA, a leaf for 127.0.0.1/localhost (msal's https-only rule holds on loopback) and a client leaf."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -327,36 +332,50 @@ def _make_tls(directory: Path) -> tuple[Path, Path, Path]:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
+
+    def leaf(name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
         )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return key, builder.sign(ca_key, hashes.SHA256())
+
+    sans: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.DNSName("localhost"),
+    ]
+    server_key, server = leaf("127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    client_key, client = leaf("ctibridge graph double client", ExtendedKeyUsageOID.CLIENT_AUTH, None)
     pem = serialization.Encoding.PEM
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_path.write_bytes(ca.public_bytes(pem))
-    cert_path.write_bytes(leaf.public_bytes(pem))
-    key_path.write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return ca_path, cert_path, key_path
+
+    def key_pem(key: Any) -> bytes:
+        return key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    files = {
+        "ca": ("ca.pem", ca.public_bytes(pem)),
+        "server_cert": ("server.pem", server.public_bytes(pem)),
+        "server_key": ("server.key", key_pem(server_key)),
+        "client_cert": ("client.pem", client.public_bytes(pem)),
+        "client_key": ("client.key", key_pem(client_key)),
+    }
+    out: dict[str, Path] = {}
+    for name, (filename, data) in files.items():
+        out[name] = directory / filename
+        out[name].write_bytes(data)
+    return out
 
 
 class GraphDouble:
@@ -372,37 +391,48 @@ class GraphDouble:
         max_top: int = 50,
         pascal_enums: bool = False,
         tls: bool = True,
+        require_client_cert: bool = False,
     ) -> None:
         self.tenant, self.client_id, self.client_secret = tenant, client_id, client_secret
         self.token_lifetime = token_lifetime
         self.max_top = max_top  # Defender's documented page cap; Graph v1.0 states none (unverified).
         self.pascal_enums = pascal_enums
         self.tls = tls
+        self.require_client_cert = require_client_cert  # mTLS: only clients with `client_cert_path` get in
         self._lock = threading.RLock()
         self._incidents: dict[str, dict[str, Any]] = {}
         self._tokens: dict[str, float] = {}  # token -> expiry (time.monotonic)
         self._faults: list[Fault] = []
         self._limits: dict[str, tuple[int, float, int | None, list[float]]] = {}
         self._log: list[LoggedRequest] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.ca_path: str | None = None
+        self.client_cert_path: str | None = None  # signed by `ca_path`, for `require_client_cert`
+        self.client_key_path: str | None = None
         self.extra_scopes: set[str] = {GRAPH_SCOPE}
 
     # lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> GraphDouble:
         """Bind an ephemeral port, create the TLS material and serve in a daemon thread."""
         handler = type("Handler", (_Handler,), {"double": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), handler)
         if self.tls:
             self._tmp = tempfile.TemporaryDirectory(prefix="graph-double-")
-            ca, cert, key = _make_tls(Path(self._tmp.name))
+            files = _make_tls(Path(self._tmp.name))
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(cert, key)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
-            self.ca_path = str(ca)
+            ctx.load_cert_chain(files["server_cert"], files["server_key"])
+            if self.require_client_cert:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cafile=str(files["ca"]))
+            # The handshake runs in the connection's own thread (`_Handler.setup`), not in the accept
+            # loop: there one slow or silent peer held up every other connection.
+            self._server.socket = ctx.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self.ca_path = str(files["ca"])
+            self.client_cert_path, self.client_key_path = str(files["client_cert"]), str(files["client_key"])
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="graph-double", daemon=True
         )
@@ -412,8 +442,12 @@ class GraphDouble:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+            self._server.close_connections()
             self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -454,7 +488,10 @@ class GraphDouble:
         import requests
 
         session = requests.Session()
-        session.request = functools.partial(session.request, verify=self.ca_path or True)  # type: ignore[method-assign]
+        options: dict[str, Any] = {"verify": self.ca_path or True}
+        if self.require_client_cert:
+            options["cert"] = (self.client_cert_path, self.client_key_path)
+        session.request = functools.partial(session.request, **options)  # type: ignore[method-assign]
         return session
 
     def msal_app(self, *, client_secret: str | None = None, **kwargs: Any) -> Any:
@@ -471,8 +508,12 @@ class GraphDouble:
         )
 
     def ssl_context(self) -> ssl.SSLContext:
-        """Client context trusting the double's CA (httpx: `verify=double.ssl_context()`)."""
-        return ssl.create_default_context(cafile=self.ca_path)
+        """Client context trusting the double's CA (httpx: `verify=double.ssl_context()`), with the
+        client certificate when the double requires one."""
+        ctx = ssl.create_default_context(cafile=self.ca_path)
+        if self.require_client_cert and self.client_cert_path:
+            ctx.load_cert_chain(self.client_cert_path, self.client_key_path)
+        return ctx
 
     # data -----------------------------------------------------------------------------------------------
     def add_incidents(self, incidents: Iterable[Mapping[str, Any]]) -> None:
@@ -870,10 +911,63 @@ def _aad_error(status: int, error: str, code: int, description: str) -> tuple[in
     }
 
 
+class _Server(ThreadingHTTPServer):
+    """One thread per connection; open connections are tracked so `stop()` can close them.
+
+    The listen backlog is raised from socketserver's 5: when the accept thread falls behind (a loaded
+    machine), a full queue makes the kernel drop new connection attempts, retried only after a second.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._open: set[Any] = set()
+        self._open_lock = threading.Lock()
+
+    def track(self, connection: Any, alive: bool) -> None:
+        with self._open_lock:
+            (self._open.add if alive else self._open.discard)(connection)
+
+    def close_connections(self) -> None:
+        """End idle keep-alive connections, so their threads and sockets do not outlive the double."""
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a peer that left, or a TLS handshake refused (no client certificate): expected
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     double: GraphDouble
+    server: _Server
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed-ACK stalls
+    handshake_timeout = 60.0  # generous: a loaded machine must not turn a slow handshake into an EOF
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.handshake_timeout)
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                self.close_connection = True
+                self.request.close()
+                raise
+            self.request.settimeout(None)
+        super().setup()
+        self.server.track(self.request, True)
+
+    def finish(self) -> None:
+        self.server.track(self.request, False)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         pass

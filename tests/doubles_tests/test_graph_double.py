@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -284,6 +286,29 @@ def test_single_incident_and_404(graph: GraphDouble, incidents: list[dict[str, A
         assert body["id"] == incidents[3]["id"]
         assert [a["id"] for a in body["alerts"]] == [a["id"] for a in incidents[3]["alerts"]]
         assert c.get(f"{graph.incidents_url}/nope").status_code == 404
+
+
+# -- connections and TLS ------------------------------------------------------------------------------------
+def test_a_silent_connection_does_not_hold_up_others(graph: GraphDouble) -> None:
+    """TLS handshakes run per connection: a peer that connects and says nothing blocks nobody else."""
+    port = int(graph.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as silent:
+        with httpx.Client(verify=graph.ssl_context(), timeout=5) as c:
+            assert c.get(graph.incidents_url).status_code == 401
+        assert silent.fileno() >= 0
+
+
+def test_client_certificate_required_when_asked() -> None:
+    with GraphDouble(require_client_cert=True) as double:
+        assert double.client_cert_path and double.client_key_path
+        assert "access_token" in double.msal_app().acquire_token_for_client([double.scope])
+        with httpx.Client(verify=double.ssl_context(), timeout=10) as c:  # presents the client cert
+            assert c.get(double.incidents_url).status_code == 401
+        refused = (httpx.ReadError, httpx.ConnectError, httpx.RemoteProtocolError)
+        no_cert = ssl.create_default_context(cafile=double.ca_path)  # trusts the CA, presents nothing
+        with pytest.raises(refused), httpx.Client(verify=no_cert, timeout=10) as c:
+            c.get(double.incidents_url)
+        assert [r.route for r in double.requests] == ["openid", "token", "incidents"]
 
 
 # -- faults -------------------------------------------------------------------------------------------------

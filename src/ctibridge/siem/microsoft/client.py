@@ -147,6 +147,8 @@ class GraphIncidents:
             except ValueError as exc:  # msal: the authority's OpenID configuration is unreadable
                 reason = f"the login URL has no OpenID configuration for this tenant ({_first_line(exc)})"
                 raise ConfigurationError({"SENTINEL_INCIDENTS_TENANT_ID": reason}) from None
+            except requests.exceptions.SSLError as exc:
+                raise RemoteError(LOGIN, _tls_reason(exc)) from None
             except requests.RequestException as exc:
                 raise RemoteError(LOGIN, f"unreachable: {type(exc).__name__}") from None
         return self._app
@@ -246,6 +248,19 @@ class GraphIncidents:
 
     def close(self) -> None:
         self.http.close()
+
+
+_SSL_REASON = re.compile(r"\[SSL: [A-Z0-9_]+\] ([^(]+?)\s*\(|(EOF occurred in violation of protocol)")
+
+
+def _tls_reason(exc: Exception) -> str:
+    """A refused TLS handshake named as such: usually a CA bundle or client certificate setting."""
+    match = _SSL_REASON.search(str(exc))
+    reason = (match.group(1) or match.group(2)) if match else type(exc).__name__
+    return (
+        f"TLS handshake failed ({reason}); check SENTINEL_INCIDENTS_CA_CERT, "
+        "SENTINEL_INCIDENTS_CLIENT_CERT and SENTINEL_INCIDENTS_CLIENT_KEY"
+    )
 
 
 def _first_line(value: Any) -> str:
