@@ -126,3 +126,34 @@ def test_runs_never_overwrite_each_other(tmp_path: Path) -> None:
         with FilePlatform(tmp_path).work("import") as work:
             work.send(objects(1))
     assert len(list(tmp_path.glob("work-*.json"))) == 3
+
+
+def test_offline_indicator_lookup_answers_from_the_request_being_handled(tmp_path: Path) -> None:
+    ip = {
+        "type": "ipv4-addr",
+        "id": "ipv4-addr--06ef1f7c-c9f7-536e-abcf-d02ad807426e",
+        "value": "216.59.38.123",
+    }
+    indicator = {"type": "indicator", "id": "indicator--c721b81a-6c3c-55ab-9bf3-038642e8add8"}
+    based_on = {
+        "type": "relationship",
+        "id": "relationship--00000000-0000-4000-8000-000000000001",
+        "relationship_type": "based-on",
+        "source_ref": indicator["id"],
+        "target_ref": ip["id"],
+    }
+    requests = tmp_path / "requests.ndjson"
+    lines = [
+        {"event": {"entity_id": ip["id"], "stix_objects": objs}} for objs in ([ip, indicator, based_on], [ip])
+    ]
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    platform = FilePlatform(tmp_path / "out", enrichment_requests=requests)
+    seen: list[list[dict[str, object]]] = []
+
+    def handler(request: EnrichmentRequest) -> EnrichmentResult:
+        seen.append(platform.indicators_based_on(request.entity_id))
+        return EnrichmentResult([], "")
+
+    platform.listen_enrichment(handler)
+    assert seen == [[indicator], []]
+    assert platform.indicators_based_on(ip["id"]) == []

@@ -24,6 +24,7 @@ import pytest
 from ctibridge.config.wazuh import WazuhOpenSearchSettings, WazuhSearchSettings
 from ctibridge.connectors.wazuh_enrichment import WazuhEnrichmentConnector
 from ctibridge.siem.wazuh.hunt import WazuhHunter, build_opensearch
+from ctibridge.siem.wazuh.inspection import OCTI_EXTENSION
 from ctibridge.siem.wazuh.options import EnrichmentOptions, IncidentMode
 from ctibridge.stix import ids
 from ctibridge.stix.markings import Tlp
@@ -229,3 +230,65 @@ def test_cli_dry_run_replays_requests_from_a_file(indexer: OpenSearchDouble, tmp
     assert kinds["case-incident"] == 1
     assert kinds["sighting"] == len({d["agent"]["id"] for d in PLANTED})
     assert IPV4["id"] not in {o["id"] for o in objects}
+
+
+def based_on(observable: dict[str, Any], pattern: str, **octi: Any) -> list[dict[str, Any]]:
+    """An indicator `based-on` the observable, as OpenCTI exports it (score/detection in its extension)."""
+    when = "2026-01-05T10:00:00.000Z"
+    indicator = {
+        "type": "indicator", "spec_version": "2.1", "id": ids.indicator_id(pattern), "created": when,
+        "modified": when, "name": pattern, "pattern": pattern, "pattern_type": "stix", "valid_from": when,
+        "extensions": {OCTI_EXTENSION: {"extension_type": "property-extension", **octi}},
+    }  # fmt: skip
+    relationship = {
+        "type": "relationship", "spec_version": "2.1", "created": when, "modified": when,
+        "id": ids.relationship_id("based-on", indicator["id"], observable["id"]),
+        "relationship_type": "based-on", "source_ref": indicator["id"], "target_ref": observable["id"],
+    }  # fmt: skip
+    return [indicator, relationship]
+
+
+def test_an_indicator_known_only_to_the_platform_qualifies_the_observable(
+    opencti_amqp: OpenCTIDouble, connect: Connect, background: Background, indexer: OpenSearchDouble
+) -> None:
+    """OpenCTI's request for an observable carries what it references, never the indicators based on it:
+    with the indicator required, the connector asks the platform (pycti `indicator.list`, `regardingOf`)."""
+    options = replace(
+        OPTIONS,
+        incident_mode=IncidentMode.PER_QUERY,
+        require_indicator_for_incidents=True,
+        create_obs_sightings=False,
+        require_indicator_detection=True,
+    )
+    other = {**IPV4, "id": ids.sco_id("ipv4-addr", {"value": "45.33.32.201"}), "value": "45.33.32.201"}
+    not_for_detection = based_on(other, "[ipv4-addr:value = '45.33.32.201']", detection=False, score=90)
+    connector_id = start(opencti_amqp, connect, background, indexer, options, [IPV4, other])
+    opencti_amqp.load_entities(not_for_detection)
+    searches = len(indexer.searches())
+
+    for entity in (IPV4, other):  # no indicator at all; one the platform knows but not for detection
+        work_id = opencti_amqp.send_enrichment_request(connector_id, entity["id"])
+        opencti_amqp.wait_for(lambda w=work_id: opencti_amqp.work(w).status == "complete", timeout=30)
+        message = str(opencti_amqp.work(work_id).processed_message)
+        assert message.startswith("skipped: no qualifying indicator"), message
+        assert opencti_amqp.bundles(work_id=work_id) == []
+    assert len(indexer.searches()) == searches
+
+    indicator, relationship = based_on(IPV4, f"[ipv4-addr:value = '{IP}']", detection=True, score=80)
+    opencti_amqp.load_entities([indicator, relationship])
+    objects = enrich(opencti_amqp, connector_id)
+    [incident] = [o for o in objects if o["type"] == "incident"]
+    indicates = [o for o in objects if o["type"] == "relationship" and o["relationship_type"] == "indicates"]
+    assert [(r["source_ref"], r["target_ref"]) for r in indicates] == [(indicator["id"], incident["id"])]
+    sightings = [o for o in objects if o["type"] == "sighting"]  # allowed now that an indicator qualifies
+    assert sum(o["count"] for o in sightings) == len(PLANTED)
+    assert Counter(o["type"] for o in objects)["case-incident"] == 1
+    [delivery] = [d for d in opencti_amqp.deliveries if d.message["event"]["entity_id"] == IPV4["id"]][-1:]
+    assert indicator["id"] not in delivery.message["event"]["stix_objects"]  # the request never had it
+    lookups = [c for c in opencti_amqp.calls if c.field == "indicators"]
+    assert [c.variables["filters"]["filters"][0]["values"][0]["values"] for c in lookups] == [
+        [IPV4["id"]],
+        [other["id"]],
+        [IPV4["id"]],
+    ]
+    assert opencti_amqp.unknown_operations == []

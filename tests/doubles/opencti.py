@@ -1,10 +1,11 @@
 """A local stand-in for the OpenCTI platform that the real pycti helper talks to in tests.
 
 It answers the GraphQL operations `OpenCTIConnectorHelper` sends (health check, registration, pings with
-state, works, bundle pushes, vocabularies, entity reads for enrichment, playbook steps), serves the live
-stream over SSE the way the platform does (`connected` event, heartbeats carrying the last event id,
-`Last-Event-ID`/`from` resume, recovery, dependency resolution, the `listen-delete`/`no-dependencies`/
-`with-inferences` headers) and delivers enrichment requests on the connector's RabbitMQ listen queue.
+state, works, bundle pushes, vocabularies, entity reads for enrichment, `indicators` by `regardingOf`,
+playbook steps), serves the live stream over SSE the way the platform does (`connected` event, heartbeats
+carrying the last event id, `Last-Event-ID`/`from` resume, recovery, dependency resolution, the
+`listen-delete`/`no-dependencies`/`with-inferences` headers) and delivers enrichment requests on the
+connector's RabbitMQ listen queue.
 
 Registration declares the exchanges and queues the platform would create on a real broker, under names
 unique to this instance, so pycti's `amqp` queue protocol runs for real; `read_push_queue` reads back
@@ -789,6 +790,7 @@ class OpenCTIDouble:
             "vocabularies": self._vocabularies_query,
             "vocabulary": self._vocabulary_query,
             "vocabularyAdd": self._vocabulary_add,
+            "indicators": self._indicators_query,
         }
 
     def _register(self, variables: dict[str, Any]) -> dict[str, Any]:
@@ -1084,6 +1086,48 @@ class OpenCTIDouble:
             node = self._add_vocabulary(str(category), str(name), str(data.get("description") or ""), False)
             self._created_vocabularies.append(dict(data))
             return {"vocabularyAdd": dict(node)}
+
+    def _indicators_query(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """`indicators` filtered by `regardingOf` (the only filter implemented): the indicators at the other
+        end of a loaded relationship of the given type(s) with the given entity, either direction."""
+        group = variables.get("filters") or {}
+        if group.get("filterGroups") or len(group.get("filters") or []) != 1:
+            raise GraphQLError("the double answers `indicators` with exactly one regardingOf filter")
+        [flt] = group["filters"]
+        if flt.get("key") != "regardingOf":
+            raise GraphQLError(f"the double does not implement the indicators filter {flt.get('key')!r}")
+        wanted = {v.get("key"): list(v.get("values") or []) for v in flt.get("values") or []}
+        first = int(variables.get("first") or 500)
+        with self._lock:
+            ids = {e.stix["id"] for i in wanted.get("id", []) if (e := self._find_entity(str(i)))}
+            types = set(wanted.get("relationship_type", []))
+            found: list[_Entity] = []
+            for rel in self._entities.values():
+                if rel.entity_type != "stix-core-relationship":
+                    continue
+                if types and rel.stix.get("relationship_type") not in types:
+                    continue
+                ends = (rel.stix.get("source_ref"), rel.stix.get("target_ref"))
+                for here, other in (ends, ends[::-1]):
+                    entity = self._entities.get(str(other)) if here in ids else None
+                    if entity is not None and entity.entity_type == "Indicator" and entity not in found:
+                        found.append(entity)
+            page = found[:first]
+            nodes = [
+                {"toStix": json.dumps(e.stix)} if variables.get("toStix") else _entity_answer(e) for e in page
+            ]
+        return {
+            "indicators": {
+                "edges": [{"node": node} for node in nodes],
+                "pageInfo": {
+                    "startCursor": None,
+                    "endCursor": None,
+                    "hasNextPage": len(found) > first,
+                    "hasPreviousPage": False,
+                    "globalCount": len(found),
+                },
+            }
+        }
 
     def _find_entity(self, entity_id: str) -> _Entity | None:
         standard_id = self._entity_ids.get(entity_id, entity_id)

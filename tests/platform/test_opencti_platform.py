@@ -18,7 +18,7 @@ import pytest
 from pycti.connector import opencti_connector_helper as pycti_helper
 from pydantic import TypeAdapter
 
-from ctibridge.errors import DeliveryError
+from ctibridge.errors import DeliveryError, RemoteError
 from ctibridge.logs import TextFormatter
 from ctibridge.platform.base import EnrichmentRequest, EnrichmentResult, StreamEvent
 from ctibridge.platform.opencti import (
@@ -626,3 +626,33 @@ def test_playbook_enrichment_passes_on_original_and_new_objects(
     [step] = opencti_amqp.bundles(via="playbook")
     assert ids(step.objects) == [IPV4["id"], DOMAIN["id"]]
     assert opencti_amqp.read_push_queue(platform.helper.connector_id) == []  # playbooks get one bundle back
+
+
+# ---------------------------------------------------------------------------- indicator lookup
+
+
+def test_indicators_based_on_come_from_the_platform_as_stix(opencti: OpenCTIDouble, connect: Connect) -> None:
+    ipv4 = {"type": "ipv4-addr", "spec_version": "2.1", "value": "198.51.100.7",
+            "id": "ipv4-addr--0d36b1ff-3bbe-5d5b-9bb5-6f0d62e4c9f1"}  # fmt: skip
+    when = "2026-01-01T00:00:00.000Z"
+
+    def indicator(n: int) -> dict[str, Any]:
+        return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.UUID(int=n)}",
+                "created": when, "modified": when, "pattern": f"[ipv4-addr:value = '198.51.100.{n}']",
+                "pattern_type": "stix", "valid_from": when, "x_opencti_score": n}  # fmt: skip
+
+    def rel(kind: str, source: str, target: str) -> dict[str, Any]:
+        return {"type": "relationship", "spec_version": "2.1", "id": f"relationship--{uuid.uuid4()}",
+                "relationship_type": kind, "source_ref": source, "target_ref": target}  # fmt: skip
+
+    based, other_kind, elsewhere = indicator(7), indicator(8), indicator(9)
+    opencti.load_entities([ipv4, based, other_kind, elsewhere, rel("based-on", based["id"], ipv4["id"]),
+                           rel("related-to", other_kind["id"], ipv4["id"]),
+                           rel("based-on", elsewhere["id"], identities(1)[0]["id"])])  # fmt: skip
+    platform = connect(opencti)
+    assert platform.indicators_based_on(ipv4["id"]) == [based]
+    assert platform.indicators_based_on(elsewhere["id"]) == []
+    assert opencti.unknown_operations == []
+    opencti.fail_next("indicators", "lookup refused")
+    with pytest.raises(RemoteError, match="lookup refused"):
+        platform.indicators_based_on(ipv4["id"])

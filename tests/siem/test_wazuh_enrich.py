@@ -275,7 +275,60 @@ def test_incident_relations_and_deterministic_ids(docs: list[dict[str, Any]]) ->
     assert {s for s, _ in targets} == incidents and {t for _, t in targets} <= systems
     for incident in of_type(first, "incident"):
         assert incident["incident_type"] == "alert" and incident["source"] == "Wazuh"
-        assert incident["created"] == incident["first_seen"]  # from the alerts, not from the run
+        # `created` is the entity's (none here: the epoch), never the run's; first/last seen are the alerts'
+        assert incident["created"] == "1970-01-01T00:00:00.000Z"
+        assert incident["first_seen"] <= incident["last_seen"] and incident["first_seen"] > "2000"
+
+
+OCTI_SCO = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba"
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [IncidentMode.PER_QUERY, IncidentMode.PER_SIGHTING, IncidentMode.PER_ALERT_RULE, IncidentMode.PER_ALERT],
+)
+def test_a_narrower_window_updates_the_same_incidents_and_case(
+    docs: list[dict[str, Any]], mode: IncidentMode
+) -> None:
+    """A later hunt whose look-back window no longer reaches the oldest alerts (but still holds alerts of
+    every agent and rule) must update, not duplicate: ids may not depend on the oldest alert in the window."""
+    entity = {**IPV4, "extensions": {OCTI_SCO: {"created_at": "2025-03-04T05:06:07.890Z"}}}
+    newest = defaultdict(str)
+    for d in docs:
+        for key in (f"agent {d['agent']['id']}", f"rule {d['rule']['id']}"):
+            newest[key] = max(newest[key], d["@timestamp"])
+    cutoff = min(newest.values())  # every agent and rule keeps its newest alert
+    narrow_docs = [d for d in docs if d["@timestamp"] >= cutoff]
+    assert len(narrow_docs) < len(docs)
+    wide = run(hunt_result(docs), entity, incident_mode=mode)
+    narrow = run(hunt_result(narrow_docs), entity, incident_mode=mode)
+
+    def by_id(mapped: Mapped, kind: str) -> dict[str, dict[str, Any]]:
+        return {o["id"]: o for o in of_type(mapped, kind)}
+
+    wide_incidents, narrow_incidents = by_id(wide, "incident"), by_id(narrow, "incident")
+    if mode is IncidentMode.PER_ALERT:  # one per alert: the alerts still in the window keep theirs
+        assert set(narrow_incidents) < set(wide_incidents) and len(narrow_incidents) == len(narrow_docs)
+    else:
+        assert set(narrow_incidents) == set(wide_incidents) and narrow_incidents
+        moved = [
+            i for i in narrow_incidents if narrow_incidents[i]["first_seen"] > wide_incidents[i]["first_seen"]
+        ]
+        assert moved  # the window did move past some incident's oldest alert, and the id held
+        for incident in narrow_incidents.values():
+            assert incident["created"] == "2025-03-04T05:06:07.890Z"
+    assert set(by_id(narrow, "case-incident")) == set(by_id(wide, "case-incident")) != set()
+    narrow_first = min(i["first_seen"] for i in narrow_incidents.values())
+    oldest_in_window = min(t for d in narrow_docs if (t := parse_time(d["@timestamp"])))
+    assert narrow_first == ids.format_time(oldest_in_window)  # the real window value, not the anchor
+
+    # Distinct entities stay distinct even when their names coincide: their creation times differ.
+    # (Per alert, one alert is one incident, whichever entities it matched.)
+    twin = {**entity, "extensions": {OCTI_SCO: {"created_at": "2025-03-04T05:06:07.891Z"}}}
+    other = run(hunt_result(narrow_docs), twin, incident_mode=mode)
+    if mode is not IncidentMode.PER_ALERT:
+        assert not set(by_id(other, "incident")) & set(narrow_incidents)
+    assert not set(by_id(other, "case-incident")) & set(by_id(narrow, "case-incident"))
 
 
 def test_indicator_entity_is_sighted_and_indicates_incidents(docs: list[dict[str, Any]]) -> None:
@@ -686,6 +739,32 @@ def test_indicator_requirement_for_observables() -> None:
     assert revoked.skip is not None
     sightings_only = _inspect(IPV4, create_obs_sightings=True, require_indicator_for_incidents=True)
     assert sightings_only.skip is None and sightings_only.sightings and not sightings_only.incidents
+
+
+def test_platform_indicators_are_asked_only_when_the_request_has_none_that_qualifies() -> None:
+    strict = replace(BASE, create_obs_sightings=False, require_indicator_for_incidents=True)
+    mapper = WazuhEnrichmentMapper(strict)
+    asked: list[str] = []
+
+    def lookup(entity_id: str) -> list[dict[str, Any]]:
+        asked.append(entity_id)
+        return [{**INDICATOR, "revoked": True}, INDICATOR, INDICATOR]
+
+    based_on = {
+        "type": "relationship",
+        "relationship_type": "based-on",
+        "source_ref": INDICATOR["id"],
+        "target_ref": IPV4["id"],
+        "id": "relationship--00000000-0000-4000-8000-000000000001",
+    }
+    assert mapper.inspect(IPV4, [INDICATOR, based_on], lookup).indicators == (INDICATOR["id"],)
+    assert asked == []
+    red = {**IPV4, "object_marking_refs": [Tlp.RED.marking_id]}
+    assert mapper.inspect(red, [], lookup).skip and asked == []  # skipped before any platform call
+    found = mapper.inspect(IPV4, [{**INDICATOR, "revoked": True}, based_on], lookup)
+    assert found.skip is None and found.indicators == (INDICATOR["id"],) and found.incidents
+    assert asked == [IPV4["id"]]
+    assert "qualifying indicator" in (mapper.inspect(IPV4, [], lambda _id: []).skip or "")
 
 
 def test_no_incident_without_indicator_when_required(docs: list[dict[str, Any]]) -> None:

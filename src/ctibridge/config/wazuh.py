@@ -109,6 +109,8 @@ class WazuhSettings(SettingsGroup):
     max_tlp: TlpLevel
     tlps: TlpList = Field(default_factory=lambda: [Tlp.AMBER_STRICT])
     app_url: str | None = None
+    # The dashboard's index pattern in alert links; a site may have created its own for the alert indices.
+    app_index_pattern_id: str = Field(default="wazuh-alerts-*", min_length=1)
     system_name: str = Field(default="Wazuh SIEM", min_length=1)
     author_name: str = Field(default="Wazuh", min_length=1)
     agents_as_systems: bool = True

@@ -3,6 +3,8 @@
 Request -> inspect (skip with a logged reason) -> hunt (`WazuhHunter`) -> map (`WazuhEnrichmentMapper`)
 -> the platform sends the objects in the request's work (or passes them on in a playbook). Everything
 sent has a deterministic id, so enriching the same entity again over the same alerts creates nothing new.
+Qualifying indicators come from the request's objects, else from the platform (`indicators_based_on`):
+OpenCTI's request for an observable does not carry the indicators based on it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class WazuhEnrichmentConnector:
         if entity is None:
             return self._skipped(request.entity_id, "the request carries no STIX entity")
         related = [o for o in request.stix_objects if o.get("id") != entity["id"]]
-        inspection = self.mapper.inspect(entity, related)
+        inspection = self.mapper.inspect(entity, related, self.platform.indicators_based_on)
         if inspection.skip:
             return self._skipped(entity["id"], inspection.skip)
         reason = self.hunter.skip_reason(entity, related)

@@ -98,6 +98,14 @@ class Platform(abc.ABC):
     def listen_enrichment(self, handler: Callable[[EnrichmentRequest], EnrichmentResult]) -> None:
         """Deliver enrichment requests to `handler`; send what it returns in the request's work. Blocks."""
 
+    def indicators_based_on(self, observable_id: str) -> list[dict[str, Any]]:
+        """The STIX indicators the platform knows `based-on` this observable.
+
+        Enrichment requests carry the entity and what it references, not the indicators pointing at it,
+        so connectors that need them ask here. Platforms without a knowledge base know none.
+        """
+        return []
+
     def ensure_vocabulary(self, category: str, names: Sequence[str]) -> None:
         """Make `names` exist in the open vocabulary `category` (e.g. pattern types `pattern_type_ov`).
 

@@ -91,6 +91,7 @@ class FilePlatform(Platform):
         self.enrichment_requests = enrichment_requests
         self._sequence = 0
         self.works: list[_FileWork] = []
+        self._request_objects: list[dict[str, Any]] = []
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -175,6 +176,19 @@ class FilePlatform(Platform):
             raise DeliveryError(f"cannot write {path}: {exc.strerror}") from exc
         log.info("vocabulary entries recorded", extra={"category": category, "entries": added})
 
+    def indicators_based_on(self, observable_id: str) -> list[dict[str, Any]]:
+        """Offline there is no knowledge base: only the request being handled can name such indicators."""
+        objects = self._request_objects
+        indicators = {o.get("id"): o for o in objects if o.get("type") == "indicator"}
+        sources = dict.fromkeys(
+            o.get("source_ref")
+            for o in objects
+            if o.get("type") == "relationship"
+            and o.get("relationship_type") == "based-on"
+            and o.get("target_ref") == observable_id
+        )
+        return [dict(indicators[i]) for i in sources if i in indicators]
+
     def listen_enrichment(self, handler: Callable[[EnrichmentRequest], EnrichmentResult]) -> None:
         if self.enrichment_requests is None:
             raise InputError(
@@ -186,7 +200,11 @@ class FilePlatform(Platform):
             except (InputError, ValueError, AttributeError) as exc:
                 log.warning("skipped enrichment record #%d: %s", number, exc)
                 continue
-            result = handler(request)
+            self._request_objects = request.stix_objects
+            try:
+                result = handler(request)
+            finally:
+                self._request_objects = []
             with self.work(f"Enrichment of {request.entity_id}") as work:
                 if result.objects:
                     work.send(result.objects)

@@ -36,7 +36,7 @@ from typing import Any
 from pycti import OpenCTIConnectorHelper
 from pycti.connector import opencti_connector_helper as pycti_helper
 
-from ctibridge.errors import CtiBridgeError, DeliveryError, InputError
+from ctibridge.errors import CtiBridgeError, DeliveryError, InputError, RemoteError
 from ctibridge.logs import redact
 from ctibridge.platform.base import (
     EnrichmentRequest,
@@ -57,6 +57,8 @@ STREAM_RECOVER_KEY = "recover_until"
 _WATCHDOG_FEED_INTERVAL = 5.0
 _THREAD_JOIN_TIMEOUT = 10.0
 _MAX_WORK_MESSAGE = 2000
+# Indicators read per observable lookup; an observable with more is an outlier, the first ones suffice.
+INDICATOR_LOOKUP_LIMIT = 100
 VOCABULARY_DESCRIPTIONS = {
     "kql": "Kibana Query Language (KQL)",
     "lucene": "Apache Lucene query string syntax",
@@ -592,6 +594,35 @@ class OpenCTIPlatform(Platform):
             )
             raise CtiBridgeError(_error_message(exc)) from exc
         return result.message
+
+    def indicators_based_on(self, observable_id: str) -> list[dict[str, Any]]:
+        """Indicators `based-on` the observable, as STIX, in one `indicators` query (pycti `indicator.list`).
+
+        `regardingOf` selects the entities on the other end of a relationship of that type with the id;
+        `toStix` returns each node as its STIX export, with score and detection in the OpenCTI extension.
+        A failure raises (`RemoteError`): guessing "none" would silently withhold incidents.
+        """
+        filters = {
+            "mode": "and",
+            "filters": [
+                {
+                    "key": "regardingOf",
+                    "values": [
+                        {"key": "id", "values": [observable_id]},
+                        {"key": "relationship_type", "values": ["based-on"]},
+                    ],
+                }
+            ],
+            "filterGroups": [],
+        }
+        try:
+            rows = self._helper.api.indicator.list(filters=filters, first=INDICATOR_LOOKUP_LIMIT, toStix=True)
+            found = [json.loads(row["toStix"]) for row in rows or [] if row.get("toStix")]
+        except Exception as exc:
+            raise RemoteError(
+                "OpenCTI", f"could not look up the indicators based on {observable_id}: {_error_message(exc)}"
+            ) from exc
+        return [obj for obj in found if isinstance(obj, dict) and obj.get("type") == "indicator"]
 
     # ------------------------------------------------------------------ shutdown
 

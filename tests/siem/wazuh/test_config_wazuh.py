@@ -22,6 +22,9 @@ from ctibridge.config.wazuh import (
     parse_enum,
 )
 from ctibridge.errors import ConfigurationError
+from ctibridge.siem.wazuh.alertdoc import view
+from ctibridge.siem.wazuh.options import EnrichmentOptions
+from ctibridge.siem.wazuh.sightings import alert_link
 from ctibridge.stix import Tlp
 
 BASE = {
@@ -157,6 +160,23 @@ def test_lists_as_json_or_commas(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert off.wazuh_opensearch.search_after is None and off.wazuh.hits_abort_limit is None
     assert off.wazuh_opensearch.exclude_match == []
+
+
+def test_app_index_pattern_id_reaches_the_alert_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = EnrichmentOptions.from_settings(load(monkeypatch).wazuh)
+    assert default.index_pattern_id == "wazuh-alerts-*"
+    config = load(
+        monkeypatch, WAZUH_APP_URL="https://dash.example", WAZUH_APP_INDEX_PATTERN_ID="site alerts/1"
+    )
+    options = EnrichmentOptions.from_settings(config.wazuh)
+    assert options.index_pattern_id == "site alerts/1"
+    alert = view({"_id": "doc/9", "_index": "wazuh-alerts-4.x-2024.05.01", "_source": {"id": "1.2"}})
+    link = alert_link(options, alert)
+    assert (
+        link is not None
+        and link.url == "https://dash.example/app/discover#/context/site%20alerts%2F1/doc%2F9"
+    )
+    assert "WAZUH_APP_INDEX_PATTERN_ID" in problems(monkeypatch, WAZUH_APP_INDEX_PATTERN_ID="")
 
 
 def test_errors_name_the_variable_and_never_the_value(monkeypatch: pytest.MonkeyPatch) -> None:

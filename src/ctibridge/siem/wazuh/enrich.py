@@ -12,11 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ctibridge.config.types import parse_datetime
 from ctibridge.model.alerts import Severity
 from ctibridge.siem.wazuh.alertdoc import AlertView, view
-from ctibridge.siem.wazuh.incidents import IncidentPlan, IncidentPlanner
-from ctibridge.siem.wazuh.inspection import Inspection, inspect
+from ctibridge.siem.wazuh.incidents import IncidentPlan, IncidentPlanner, anchor_time
+from ctibridge.siem.wazuh.inspection import IndicatorLookup, Inspection, inspect
 from ctibridge.siem.wazuh.notes import alert_content, summary_content
 from ctibridge.siem.wazuh.observables import AlertFindings, AlertObservables, observable_type
 from ctibridge.siem.wazuh.options import EnrichmentOptions
@@ -91,8 +90,13 @@ class WazuhEnrichmentMapper:
     def preamble(self) -> list[StixDict]:
         return [self.builder.author, *self._markings]
 
-    def inspect(self, entity: Mapping[str, Any], related: Sequence[Mapping[str, Any]]) -> Inspection:
-        return inspect(entity, related, self.options, author_id=self.author_id)
+    def inspect(
+        self,
+        entity: Mapping[str, Any],
+        related: Sequence[Mapping[str, Any]],
+        lookup: IndicatorLookup | None = None,
+    ) -> Inspection:
+        return inspect(entity, related, self.options, author_id=self.author_id, lookup=lookup)
 
     def abort_reason(self, result: HuntResult) -> str | None:
         o = self.options
@@ -137,6 +141,7 @@ class _Run:
         self.entity_id = str(entity["id"])
         self.entity_type = str(entity.get("type") or "")
         self.label = entity_label(entity)
+        self.anchor = anchor_time(entity)  # `created` of incidents and the case: stable across windows
         self.result = result
         self.inspection = inspection
         self.labels = list(self.options.enrich_labels)
@@ -158,7 +163,9 @@ class _Run:
         sightings = self._sightings(systems) if self.inspection.sightings else {}
         incidents: list[tuple[IncidentPlan, StixDict]] = []
         if self.inspection.incidents:
-            planner = IncidentPlanner(self.options, entity_label=self.label, entity_type=self.entity_type)
+            planner = IncidentPlanner(
+                self.options, entity_label=self.label, entity_type=self.entity_type, anchor=self.anchor
+            )
             for plan in planner.plan(self.result, self.views, systems):
                 incidents.append((plan, self._incident(plan)))
         case = self._case([inc for _, inc in incidents]) if incidents and self.options.create_case else None
@@ -272,12 +279,11 @@ class _Run:
     def _case(self, incidents: Sequence[StixDict]) -> StixDict:
         severities = [Severity(i["severity"]) for i in incidents if i.get("severity")]
         top = max(severities, key=lambda s: s.rank) if severities else None
-        created = min(i["created"] for i in incidents)
         skip = {self.builder.author_id, *(m["id"] for m in self.mapper.preamble())}
         refs = [self.entity_id, *(oid for oid in self.objects if oid not in skip)]
         case = self.builder.case_incident(
             name=f"Wazuh: {self.label[:120]}",
-            created=parse_datetime(created),
+            created=self.anchor,
             description=f"{len(incidents)} incidents from {self.result.total} Wazuh alerts matching "
             f"{self.label[:200]}.",
             severity=top,

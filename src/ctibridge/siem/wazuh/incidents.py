@@ -1,7 +1,10 @@
 """Which incidents a hunt makes, per `WAZUH_CREATE_INCIDENT`, and what each covers.
 
-Names and `created` come from the alerts only (entity, agent, rule, alert id; first alert time), never
-from the time of the run, so a rerun over the same alerts yields the same incident ids and updates them.
+Ids come from name and `created`. Names carry the entity and agent, rule or alert id; `created` is the
+alert's own time for per-alert incidents and otherwise the entity's own creation time (`anchor_time`),
+never the run's time nor the oldest alert in the look-back window: a later hunt of the same entity, with
+the window moved past its oldest alerts, updates the same incidents. First and last seen stay the real
+times of the matching alerts.
 
 An alert qualifies when its rule level reaches the threshold and its rule is not excluded; alerts of a
 vulnerability additionally need a CVSS3 score at the threshold and, optionally, to be still active.
@@ -13,13 +16,15 @@ tell which of its alerts did).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ctibridge.config.types import parse_datetime
 from ctibridge.model.alerts import Link, Severity
 from ctibridge.siem.wazuh.alertdoc import AlertView, severity_of_level
+from ctibridge.siem.wazuh.inspection import attribute
 from ctibridge.siem.wazuh.observables import cvss_score
 from ctibridge.siem.wazuh.options import EnrichmentOptions, IncidentMode
 from ctibridge.siem.wazuh.sightings import AgentKey, Systems, alert_link, newest_per_rule, rule_link
@@ -53,11 +58,31 @@ def short(label: str, limit: int = MAX_NAME_LABEL) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
+def anchor_time(entity: Mapping[str, Any]) -> datetime:
+    """A `created` that never moves for this entity: its STIX `created` (SDOs), OpenCTI's `created_at`
+    (exported in its extension, also for observables), else the epoch (names then tell incidents apart)."""
+    for value in (entity.get("created"), attribute(entity, "created_at")):
+        if isinstance(value, str) and value.strip():
+            try:
+                return parse_datetime(value)
+            except ValueError:
+                continue
+    return _EPOCH
+
+
 class IncidentPlanner:
-    def __init__(self, options: EnrichmentOptions, *, entity_label: str, entity_type: str) -> None:
+    def __init__(
+        self,
+        options: EnrichmentOptions,
+        *,
+        entity_label: str,
+        entity_type: str,
+        anchor: datetime = _EPOCH,
+    ) -> None:
         self.options = options
         self.label = short(entity_label)
         self.vulnerability = entity_type == "vulnerability"
+        self.anchor = anchor
 
     # ------------------------------------------------------------------ qualification
 
@@ -119,7 +144,7 @@ class IncidentPlanner:
         count = sum(r.count for r in rules)
         return IncidentPlan(
             name=f"Wazuh alerts matching {self.label}",
-            created=first,
+            created=self.anchor,
             severity=severity_of_level(level),
             level=level,
             first_seen=first,
@@ -157,7 +182,7 @@ class IncidentPlanner:
             plans.append(
                 IncidentPlan(
                     name=f"Wazuh: {self.label} on {group.name}",
-                    created=group.first_seen,
+                    created=self.anchor,
                     severity=severity_of_level(level),
                     level=level,
                     first_seen=group.first_seen,
@@ -196,7 +221,7 @@ class IncidentPlanner:
             plans.append(
                 IncidentPlan(
                     name=f"Wazuh rule {rule.rule_id}{short(what, 80)}: {self.label}",
-                    created=rule.first_seen,
+                    created=self.anchor,
                     severity=severity_of_level(rule.level),
                     level=rule.level,
                     first_seen=rule.first_seen,
@@ -216,7 +241,7 @@ class IncidentPlanner:
         plans = []
         for alert in qualified:
             level = alert.rule_level or 0
-            when = alert.time or result.first_seen or _EPOCH
+            when = alert.time or self.anchor
             what = f": {short(alert.rule_description, 80)}" if alert.rule_description else ""
             links = [link for link in (alert_link(self.options, alert),) if link]
             if alert.rule_id and (link := rule_link(self.options, alert.rule_id, alert.rule_description)):

@@ -8,7 +8,7 @@ when nothing could be created for it because a qualifying indicator is required 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ OCTI_EXTENSION = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba"
 OCTI_SCO_EXTENSION = "extension-definition--f93e2c80-4231-4f9a-af8b-95c9bd566a82"
 # Entities that carry no indicator of their own and are not gated by one.
 _NO_INDICATOR_TYPES = frozenset({"vulnerability"})
+# Asks the platform for the indicators `based-on` an entity (`Platform.indicators_based_on`).
+IndicatorLookup = Callable[[str], Sequence[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,11 @@ def related_indicators(entity_id: str, objects: Iterable[Mapping[str, Any]]) -> 
     return found
 
 
+def _qualifying(indicators: Iterable[Mapping[str, Any]], options: EnrichmentOptions) -> tuple[str, ...]:
+    found = (str(i["id"]) for i in indicators if i.get("id") and indicator_qualifies(i, options) is None)
+    return tuple(dict.fromkeys(found))
+
+
 def _private_address(entity: Mapping[str, Any]) -> bool:
     if entity.get("type") not in ("ipv4-addr", "ipv6-addr"):
         return False
@@ -100,7 +107,11 @@ def inspect(
     options: EnrichmentOptions,
     *,
     author_id: str,
+    lookup: IndicatorLookup | None = None,
 ) -> Inspection:
+    """The verdict on `entity`. Qualifying indicators come from `related` (the request's objects) first;
+    only when none qualifies is `lookup` asked, since OpenCTI's requests do not carry them for observables.
+    """
     entity_type = str(entity.get("type") or "")
     entity_id = str(entity.get("id") or "")
     tlp = tlp_of(entity.get("object_marking_refs") or attribute(entity, "object_marking_refs"))
@@ -125,11 +136,9 @@ def inspect(
         return Inspection(indicators=(entity_id,))
     if entity_type in _NO_INDICATOR_TYPES:
         return Inspection()
-    indicators = tuple(
-        str(i["id"])
-        for i in related_indicators(entity_id, related)
-        if indicator_qualifies(i, options) is None
-    )
+    indicators = _qualifying(related_indicators(entity_id, related), options)
+    if not indicators and lookup is not None:
+        indicators = _qualifying(lookup(entity_id), options)
     sightings = bool(indicators) or options.create_obs_sightings
     incidents = bool(indicators) or not options.require_indicator_for_incidents
     if not sightings and not incidents:
