@@ -1,4 +1,4 @@
-"""Pattern translation throughput: STIX text -> AST (OASIS ANTLR parser + validation), AST -> each language.
+"""Pattern translation throughput: STIX text -> AST (OASIS grammar and validation), AST -> each language.
 
 The corpus is generated deterministically and mixes what OpenCTI indicators look like: mostly single IOC
 equalities, then IN lists, hash-or-name observations, LIKE, CIDR, negations, MATCHES, qualifiers and
@@ -131,7 +131,7 @@ def run(scale: float) -> list[Figure]:
     _clear_caches()
     timing = measure(lambda: [parse_stix(text) for text in texts])
     asts = timing.result
-    figures.append(rate(BENCHMARK, "parse+validate STIX (ANTLR)", count, timing, "patterns/s"))
+    figures.append(rate(BENCHMARK, "parse+validate STIX (OASIS grammar)", count, timing, "patterns/s"))
 
     for target in TARGETS:
         renderer_for(target)  # built once per configuration in real use too

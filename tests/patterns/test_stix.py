@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
@@ -295,8 +296,36 @@ def _fast_tree(text: str) -> str | None:
     return None if tree is None else tree.toStringTree(recog=tree.parser)
 
 
+def _tree_tokens(text: str) -> list[tuple[object, ...]] | None:
+    """The tokens the fast parse tree holds, as the OASIS lexer describes tokens."""
+    tree = stix_module._FAST.parse(text)
+    if tree is None:
+        return None
+    found: dict[int, tuple[object, ...]] = {}
+
+    def collect(node: object) -> None:
+        for child in getattr(node, "children", None) or ():
+            symbol = getattr(child, "symbol", None)
+            if symbol is None:
+                collect(child)
+            else:
+                t = symbol
+                found[t.tokenIndex] = (t.type, t.text, t.start, t.stop, t.line, t.column, t.channel)
+
+    collect(tree)
+    return [found[index] for index in sorted(found)]
+
+
 def _assert_same_parse(text: str) -> None:
-    assert _tokens(text, fast=True) == _tokens(text, fast=False)
+    oasis_tokens = _tokens(text, fast=False)
+    assert _tokens(text, fast=True) == oasis_tokens
+    scanned = stix_module.scan_tokens(text)
+    if scanned is not None:
+        assert scanned == [(t[0], t[2], t[3], t[1]) for t in oasis_tokens]
+    # A tree remembered by shape carries this pattern's tokens, positions and lines, not the last one's.
+    in_tree = _tree_tokens(text)
+    if in_tree is not None:
+        assert in_tree == oasis_tokens
     fast, oasis = _fast_tree(text), _oasis_tree(text)
     # SLL either gives the full-LL tree or gives up (then parse_stix falls back to the OASIS parse).
     assert fast is None or fast == oasis
@@ -309,13 +338,50 @@ def test_fast_parse_equals_oasis_parse_on_the_benchmark_corpus() -> None:
     for text in texts:
         _assert_same_parse(text)
     assert sum(_fast_tree(text) is not None for text in texts) == len(texts)  # SLL suffices for all
+    # The scanner reads every corpus pattern itself (the corpus has no hex, binary or float literals).
+    assert all(stix_module.scan_tokens(text) is not None for text in texts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[a:b = 'x']\n AND\r\n[c:d = 'y'\n]",
+        "[a-b:c.'d'[*] == 1] START t'2020-01-01T00:00:60.123Z' STOP t'2020-02-31T23:59:59Z'",
+        "[a:b = t'2020-13-01T00:00:00Z']",
+        "[a:b = h'0a'] OR [a:b = b'AA=='] OR [a:b = b''] OR [a:b = h'']",
+        "[a:b = 1.5] OR [a:b = .5] OR [a:b = -1] OR [a:b = +1] OR [a:b = 01]",
+        "[a:b = 'x'] /* c */ OR [c:d = 'y'] // e",
+        "[a:b = 'x\\'y\\\\'] AND [a:b <> 'z'] AND [a:b != 'é\x00✓']",
+        "[ANDx:ORy = true] AND [a:b = false] AND [a:b IN ('x', 'y')]",
+        "[a:b = 'x']\f\v\x85 OR [a:b = 'y']",
+        "([a:b = 'x'] FOLLOWEDBY [a:b = 'y']) WITHIN 300 SECONDS",
+        "[a:b = 'x'] REPEATS 5 TIMES",
+    ],
+)
+def test_scanner_and_remembered_trees_agree_with_the_oasis_lexer(text: str) -> None:
+    _assert_same_parse(text)
+    _assert_same_parse(text)  # the second time through, the tree comes from the shape memory
+
+
+def test_patterns_of_one_shape_parsed_in_threads_give_their_own_asts() -> None:
+    texts = [
+        f"[ipv4-addr:value = '10.0.{i // 250}.{i % 250}'] AND [domain-name:value = 'd{i}.example']"
+        for i in range(2000)
+    ]
+    expected = [parse_stix(text) for text in texts]
+    stix_module._parse_cached.cache_clear()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(parse_stix, texts))
+    assert results == expected
+    assert len({to_stix(result) for result in results}) == len(texts)
 
 
 _PATTERN_CHARS = st.sampled_from(
     [*"[]():.,=!<>'\\*-+^/ \t\n\r\"%_ab019xyzAZé✓\x00",
      "AND", "OR", "NOT", "IN", "LIKE", "MATCHES", "ISSUBSET", "EXISTS", "FOLLOWEDBY", "WITHIN", "REPEATS",
      "TIMES", "SECONDS", "START", "STOP", "true", "false", "t'2024-01-01T00:00:00Z'", "h'0a'", "b'AAAA'",
-     "ipv4-addr", "file:hashes.'SHA-256'", "1.5", "-3", "/*", "*/", "//"]
+     "ipv4-addr", "file:hashes.'SHA-256'", "1.5", "-3", "/*", "*/", "//", "t'", "h'", "b'", "2024-01-01",
+     "T23:59:60", ".5Z'", "\f", "\x85"]
 )  # fmt: skip
 
 

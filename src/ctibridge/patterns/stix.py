@@ -12,10 +12,12 @@ import binascii
 import math
 import re
 import threading
+from bisect import bisect_right
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from antlr4 import CommonTokenStream, InputStream, ParseTreeWalker, Token
 from antlr4.atn.LexerATNSimulator import LexerATNSimulator
@@ -24,7 +26,6 @@ from antlr4.dfa.DFAState import DFAState
 from antlr4.error.Errors import ParseCancellationException, RecognitionException
 from antlr4.error.ErrorStrategy import BailErrorStrategy
 from antlr4.PredictionContext import PredictionContextCache
-from antlr4.tree.Tree import TerminalNodeImpl
 from stix2patterns.exceptions import ParseException
 from stix2patterns.helpers import brackets_check
 from stix2patterns.v21 import object_validator
@@ -61,6 +62,8 @@ from ctibridge.patterns.errors import PatternError
 
 __all__ = ["atomic_values", "is_atomic", "parse_stix", "quote_string", "to_stix"]
 
+_T = TypeVar("_T")
+
 MAX_PATTERN_LENGTH = 1_000_000
 
 # STIX hash-algorithm vocabulary; patterns in the wild write `hashes.MD5`, `hashes.'SHA-1'` or `hashes.SHA1`.
@@ -85,13 +88,18 @@ def parse_stix(pattern: str) -> Pattern:
 
 @lru_cache(maxsize=4096)
 def _parse_cached(pattern: str) -> Pattern:
-    tree = _FAST.parse(pattern)
-    if tree is None:
-        # SLL could not parse it: stix2-patterns' own full-LL parse decides, with its own messages.
-        try:
-            tree = AntlrPattern(pattern).visit(_Tree())
-        except ParseException as exc:
-            raise PatternError(_validator_reason(pattern) or str(exc)) from None
+    built = _FAST.build(pattern, _validated_ast)
+    if built is not None:
+        return built
+    # SLL could not parse it: stix2-patterns' own full-LL parse decides, with its own messages.
+    try:
+        tree = AntlrPattern(pattern).visit(_Tree())
+    except ParseException as exc:
+        raise PatternError(_validator_reason(pattern) or str(exc)) from None
+    return _validated_ast(tree, pattern)
+
+
+def _validated_ast(tree: P.PatternContext, pattern: str) -> Pattern:
     if not brackets_check(pattern) or not _passes_semantic_checks(tree, pattern):
         raise PatternError(_validator_reason(pattern) or "invalid STIX pattern")
     return Pattern(_Builder().visit(tree))
@@ -153,14 +161,14 @@ class _SllParser:
     The standard two-stage ANTLR strategy: SLL prediction (much cheaper than full LL) with a bail-out
     error strategy; a pattern SLL rejects returns None and is parsed again by stix2-patterns' own `Pattern`
     (full LL), so valid patterns get the same tree and invalid ones the same error as before. As in
-    `Pattern`, the lexer has no error listeners. Trees are also remembered by token shape (see `parse`):
-    indicators mostly repeat a few shapes with different values, and copying a tree is several times
+    `Pattern`, the lexer has no error listeners. Trees are also remembered by token shape (see `build`):
+    indicators mostly repeat a few shapes with different values, and rewriting a tree's tokens is far
     cheaper than the Python ANTLR runtime parsing it again.
     """
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._shapes: dict[tuple[tuple[int, int], ...], P.PatternContext] = {}
+        self._shapes: dict[tuple[int, ...], tuple[threading.Lock, P.PatternContext, list[Token]]] = {}
 
     def _parts(self) -> tuple[STIXPatternLexer, CommonTokenStream, P]:
         parts = getattr(self._local, "parts", None)
@@ -177,47 +185,151 @@ class _SllParser:
         return parts
 
     def parse(self, pattern: str) -> P.PatternContext | None:
-        lexer, stream, parser = self._parts()
+        """The SLL parse tree of `pattern`, or None where SLL gives up; for tests, which compare it with
+        OASIS' at once: a remembered tree changes with the next pattern of its shape."""
+        return self.build(pattern, lambda tree, _: tree)
+
+    def build(self, pattern: str, finish: Callable[[P.PatternContext, str], _T]) -> _T | None:
+        """`finish(tree, pattern)` on the parse tree of `pattern`; None where SLL gives up.
+
+        The parser's decisions depend on token types only (the grammar has no actions and only precedence
+        predicates), so a pattern whose token types were parsed before has that parse's tree with its own
+        token texts and positions: the remembered tree's tokens are rewritten in place and `finish` runs
+        under the shape's lock (it must not keep the tree). Tokens come from `scan_tokens` where it can
+        read the pattern, else from the ANTLR lexer. Only successful parses are remembered: errors always
+        come from the parser.
+        """
+        scanned = scan_tokens(pattern)
+        tokens = None
+        if scanned is None:
+            tokens = self._antlr_tokens(pattern)
+            scanned = [(t.type, t.start, t.stop, t.text) for t in tokens]
+        shape = tuple(token[0] for token in scanned)
+        template = self._shapes.get(shape)
+        if template is not None:
+            lock, tree, template_tokens = template
+            lines = _line_starts(pattern) if "\n" in pattern else None
+            with lock:
+                for token, (_, start, stop, text) in zip(template_tokens, scanned, strict=True):
+                    token._text, token.start, token.stop = text, start, stop
+                    if lines is None:
+                        token.line, token.column = 1, start
+                    else:
+                        line = bisect_right(lines, start)
+                        token.line, token.column = line, start - lines[line - 1]
+                return finish(tree, pattern)
+        if tokens is None:
+            tokens = self._antlr_tokens(pattern)
+        tree = self._sll_parse()
+        if tree is None:
+            return None
+        if any(token.channel != Token.DEFAULT_CHANNEL for token in tokens):
+            return finish(tree, pattern)
+        entry = (threading.Lock(), tree, tokens)
+        with entry[0]:
+            result = finish(tree, pattern)
+            if len(self._shapes) >= _SHAPES:
+                self._shapes.clear()  # bounded, and safe to share between threads
+            self._shapes[shape] = entry
+        return result
+
+    def _antlr_tokens(self, pattern: str) -> list[Token]:
+        lexer, stream, _ = self._parts()
         lexer.inputStream = InputStream(pattern)
         stream.setTokenSource(lexer)
         stream.fill()
-        tokens = stream.tokens
-        # The parser's decisions depend on token types only (the grammar has no actions and only
-        # precedence predicates), so a token sequence of a shape parsed before has that parse's tree with
-        # these tokens in it. Only successful parses are remembered: errors always come from the parser.
-        shape = tuple((token.type, token.channel) for token in tokens)
-        template = self._shapes.get(shape)
-        if template is not None:
-            return _with_tokens(template, None, tokens)
+        tokens: list[Token] = stream.tokens
+        return tokens
+
+    def _sll_parse(self) -> P.PatternContext | None:
+        """Parses the tokens last read by `_antlr_tokens` on this thread."""
+        _, stream, parser = self._parts()
         parser.setTokenStream(stream)
         try:
-            tree = parser.pattern()
+            tree: P.PatternContext = parser.pattern()
         except (ParseCancellationException, RecognitionException):
             return None
-        if len(self._shapes) >= _SHAPES:
-            self._shapes.clear()  # bounded, and safe to share between threads
-        self._shapes[shape] = tree
         return tree
 
 
 _SHAPES = 2048
 
 
-def _with_tokens(node: Any, parent: Any, tokens: list[Token]) -> Any:
-    """A copy of parse tree `node` whose tokens are taken, by stream position, from `tokens`."""
-    if type(node) is TerminalNodeImpl:
-        leaf = TerminalNodeImpl(tokens[node.symbol.tokenIndex])
-        leaf.parentCtx = parent
-        return leaf
-    copy = object.__new__(type(node))
-    copy.parentCtx = parent
-    copy.invokingState = node.invokingState
-    copy.parser = node.parser
-    copy.exception = None
-    copy.start = tokens[node.start.tokenIndex] if node.start is not None else None
-    copy.stop = tokens[node.stop.tokenIndex] if node.stop is not None else None
-    copy.children = None if node.children is None else [_with_tokens(c, copy, tokens) for c in node.children]
-    return copy
+def _line_starts(pattern: str) -> list[int]:
+    """Offsets where each line begins, for ANTLR's 1-based line and 0-based column of a token."""
+    return [0, *(match.end() for match in _NEWLINE.finditer(pattern))]
+
+
+_NEWLINE = re.compile("\n")
+
+# The OASIS lexer's rules for the tokens indicators are made of, as one scanner. Where a pattern holds
+# anything else (numbers other than plain integers, hex / binary literals, comments, other whitespace,
+# characters outside the grammar) or a literal prefix is ambiguous, `scan_tokens` gives up and the ANTLR
+# lexer reads it; tests check token for token that both agree wherever the scanner answers.
+_SCANNER = re.compile(
+    r"""(?P<ws>[ \t\r\n]+)
+    |(?P<timestamp>t'[0-9]{4}-(?:0[1-9]|1[012])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3])
+        :[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?Z')
+    |(?P<prefix>[thb]')
+    |(?P<string>'(?:[^'\\]|\\['\\])*')
+    |(?P<name>[A-Za-z_][A-Za-z0-9_-]*)
+    |(?P<int>(?:0|[1-9][0-9]*)(?![0-9.]))
+    |(?P<punct>==|!=|<>|<=|>=|[=<>\[\]():,*]|\.(?![0-9]))""",
+    re.VERBOSE,
+)
+_KEYWORDS = {
+    word: getattr(STIXPatternLexer, word)
+    for word in (
+        *("AND", "OR", "NOT", "FOLLOWEDBY", "LIKE", "MATCHES", "ISSUPERSET", "ISSUBSET", "EXISTS", "LAST"),
+        *("IN", "START", "STOP", "SECONDS", "WITHIN", "REPEATS", "TIMES"),
+    )
+} | {"true": STIXPatternLexer.BoolLiteral, "false": STIXPatternLexer.BoolLiteral}
+_PUNCTUATION = {
+    "=": STIXPatternLexer.EQ, "==": STIXPatternLexer.EQ, "!=": STIXPatternLexer.NEQ,
+    "<>": STIXPatternLexer.NEQ, "<": STIXPatternLexer.LT, "<=": STIXPatternLexer.LE,
+    ">": STIXPatternLexer.GT, ">=": STIXPatternLexer.GE, "[": STIXPatternLexer.LBRACK,
+    "]": STIXPatternLexer.RBRACK, "(": STIXPatternLexer.LPAREN, ")": STIXPatternLexer.RPAREN,
+    ":": STIXPatternLexer.COLON, ",": STIXPatternLexer.COMMA, "*": STIXPatternLexer.ASTERISK,
+    ".": STIXPatternLexer.DOT,
+}  # fmt: skip
+
+
+def scan_tokens(pattern: str) -> list[tuple[int, int, int, str]] | None:
+    """The OASIS lexer's tokens of `pattern` as (type, start, stop, text), ending with EOF; None if unsure.
+
+    The Python ANTLR lexer costs more than parsing itself; this scanner covers what indicators are made
+    of and leaves everything else to it.
+    """
+    tokens: list[tuple[int, int, int, str]] = []
+    append = tokens.append
+    position, size = 0, len(pattern)
+    match_at = _SCANNER.match
+    while position < size:
+        match = match_at(pattern, position)
+        if match is None:
+            return None
+        kind, end = match.lastgroup, match.end()
+        text = match.group()
+        if kind == "name":
+            if "-" in text:
+                append((STIXPatternLexer.IdentifierWithHyphen, position, end - 1, text))
+            else:
+                append(
+                    (_KEYWORDS.get(text, STIXPatternLexer.IdentifierWithoutHyphen), position, end - 1, text)
+                )
+        elif kind == "string":
+            append((STIXPatternLexer.StringLiteral, position, end - 1, text))
+        elif kind == "punct":
+            append((_PUNCTUATION[text], position, end - 1, text))
+        elif kind == "int":
+            append((STIXPatternLexer.IntPosLiteral, position, end - 1, text))
+        elif kind == "timestamp":
+            append((STIXPatternLexer.TimestampLiteral, position, end - 1, text))
+        elif kind == "prefix":
+            return None  # h'..', b'..' or a t'..' that is no timestamp: the ANTLR lexer decides
+        position = end
+    append((Token.EOF, size, size - 1, "<EOF>"))
+    return tokens
 
 
 _FAST = _SllParser()
