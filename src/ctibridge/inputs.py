@@ -67,7 +67,7 @@ def _iter_stream(stream: IO[str], name: str, unwrap: Unwrap) -> Iterator[Any]:
         yield from unwrap(head)
         yield from _ndjson_line(second, 2, name, unwrap)
         for number, line in enumerate(stream, start=3):
-            if line.strip():
+            if line and not line.isspace():  # as `line.strip()`, without copying the line
                 yield from _ndjson_line(line, number, name, unwrap)
         return
     text = first + stream.read()

@@ -77,6 +77,23 @@ def format_duration(value: timedelta) -> str:
 
 def parse_datetime(value: Any) -> datetime:
     """`YYYY-MM-DD` or ISO-8601; naive values are UTC, the only zone SIEM APIs agree on."""
+    if type(value) is str:
+        # Alerts of one rule run share their timestamps: parse each text once (datetimes are immutable).
+        parsed = _PARSED.get(value)
+        if parsed is None:
+            parsed = _parse_datetime(value)
+            if len(_PARSED) >= _PARSED_SIZE:
+                _PARSED.clear()
+            _PARSED[value] = parsed
+        return parsed
+    return _parse_datetime(value)
+
+
+_PARSED: dict[str, datetime] = {}
+_PARSED_SIZE = 1024
+
+
+def _parse_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, date):

@@ -147,10 +147,11 @@ def parse_severity(value: object) -> Severity | None:
     """Read a severity word in any case; `informational`/`unknown` are low, the floor of OpenCTI's scale."""
     if not isinstance(value, str):
         return None
-    text = value.strip().lower()
-    if text in ("informational", "info", "unknown", "none", "low"):
-        return Severity.LOW
-    try:
-        return Severity(text)
-    except ValueError:
-        return None
+    return _SEVERITY_WORDS.get(value.strip().lower())
+
+
+# A dict rather than `Severity(text)`: the Enum lookup costs more than the rest of an alert's severity.
+_SEVERITY_WORDS = {
+    **{word: Severity.LOW for word in ("informational", "info", "unknown", "none")},
+    **{severity.value: severity for severity in Severity},
+}

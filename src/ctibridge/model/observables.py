@@ -9,11 +9,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from itertools import chain
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 HASH_LENGTHS = {"MD5": 32, "SHA-1": 40, "SHA-256": 64, "SHA-512": 128}
 _HASH_ALIASES = {
@@ -34,7 +37,39 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _skip(kind: str, value: Any, reason: str) -> None:
-    log.debug("dropped invalid %s %r: %s", kind, str(value)[:200], reason)
+    global _dropped
+    _dropped += 1
+    if log.isEnabledFor(logging.DEBUG):  # absent values come here on every alert: no str() for nothing
+        log.debug("dropped invalid %s %r: %s", kind, str(value)[:200], reason)
+
+
+_dropped = 0  # how many values _skip has dropped: `remember` keeps no result whose making dropped one
+_EXACT_TYPES = frozenset({str, int, type(None)})
+_MISSING = object()
+_REMEMBERED = 2048
+
+
+def remember(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
+    """`make()`, kept in `cache` under the raw inputs `key`: hosts, users and binaries recur across
+    alerts, and validating and building them again costs more than looking them up.
+
+    Only keys made of strings, integers and None are kept (equal such keys are identical inputs, where
+    `1 == 1.0 == True` are not), and only results whose making dropped nothing, so that a hit never
+    hides a debug line. Bounded: the cache is emptied when full.
+    """
+    for item in key:
+        if type(item) not in _EXACT_TYPES:
+            return make()
+    found = cache.get(key, _MISSING)
+    if found is not _MISSING:
+        return found  # type: ignore[no-any-return]
+    before = _dropped
+    made = make()
+    if _dropped == before:
+        if len(cache) >= _REMEMBERED:
+            cache.clear()
+        cache[key] = made
+    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,12 +249,12 @@ def make_ip(value: Any) -> IPAddress | None:
     text = _text(value, 64)
     if text is None:
         return None
-    if _CANONICAL_IPV4.fullmatch(text):
-        return IPAddress(text, 4)
+    # Addresses recur (hosts, servers, scanners): one object per address, which also makes the
+    # builder's lookups of it identity hits.
     known = _IP_CACHE.get(text)
     if known is not None:
         return known
-    parsed = _parse_ip(value, text)
+    parsed = IPAddress(text, 4) if _CANONICAL_IPV4.fullmatch(text) else _parse_ip(value, text)
     if parsed is not None:
         if len(_IP_CACHE) >= _IP_CACHE_SIZE:
             _IP_CACHE.clear()
@@ -320,15 +355,34 @@ def make_asn(number: Any, name: Any = None) -> AutonomousSystem | None:
     return AutonomousSystem(parsed, _text(name, 256))
 
 
+_HASH_CACHE: dict[tuple[str, str], tuple[str, str]] = {}
+_HASH_CACHE_SIZE = 4096
+
+
 def normalize_hash(algorithm: str, value: Any) -> tuple[str, str] | None:
     """Return (STIX algorithm name, lower-case hex) for a valid hash, None otherwise."""
+    if type(value) is not str:
+        return _normalize_hash(algorithm, value)
+    # The same samples and binaries recur across alerts: check each valid hash once.
+    key = (algorithm, value)
+    known = _HASH_CACHE.get(key)
+    if known is None:
+        known = _normalize_hash(algorithm, value)
+        if known is not None:
+            if len(_HASH_CACHE) >= _HASH_CACHE_SIZE:
+                _HASH_CACHE.clear()
+            _HASH_CACHE[key] = known
+    return known
+
+
+def _normalize_hash(algorithm: str, value: Any) -> tuple[str, str] | None:
     name = _HASH_ALIASES.get(algorithm.lower().replace("_", "-"), algorithm.upper())
     text = _text(value, 256)
     expected = HASH_LENGTHS.get(name)
     if text is None or expected is None or len(text) != expected or not _HEX.match(text):
         _skip(f"{algorithm} hash", value, "wrong length or alphabet")
         return None
-    if set(text) == {"0"}:
+    if not text.strip("0"):  # all zeros (text is not empty here)
         _skip(f"{algorithm} hash", value, "all zeros")
         return None
     return name, text.lower()
@@ -358,6 +412,16 @@ def make_file(
     mime_type: Any = None,
 ) -> File | None:
     """A file from its parts; `path` is split into directory and name when those are not given."""
+    key = (name, path, directory, size, mime_type, *chain.from_iterable(hashes.items() if hashes else ()))
+    return remember(_FILES, key, lambda: _make_file(name, hashes, size, directory, path, mime_type))
+
+
+_FILES: dict[tuple[Any, ...], File | None] = {}
+
+
+def _make_file(
+    name: Any, hashes: dict[str, Any] | None, size: Any, directory: Any, path: Any, mime_type: Any
+) -> File | None:
     name_text = _text(name, 1024)
     dir_text = _text(directory, 4096)
     path_text = _text(path, 4096)
@@ -389,6 +453,14 @@ def make_file(
 def make_user(
     *, login: Any = None, user_id: Any = None, display_name: Any = None, domain: Any = None, email: Any = None
 ) -> UserAccount | None:
+    key = (login, user_id, display_name, domain, email)
+    return remember(_USERS, key, lambda: _make_user(login, user_id, display_name, domain, email))
+
+
+_USERS: dict[tuple[Any, ...], UserAccount | None] = {}
+
+
+def _make_user(login: Any, user_id: Any, display_name: Any, domain: Any, email: Any) -> UserAccount | None:
     login_text, id_text = _text(login, 512), _text(user_id, 512)
     if not login_text and not id_text:
         return None
@@ -397,7 +469,8 @@ def make_user(
         user_id=id_text,
         display_name=_text(display_name, 512),
         domain=_text(domain, 512),
-        email=address.value if (address := make_email(email)) else None,
+        # An absent email is not an invalid one: validated (and reported when dropped) only when given.
+        email=address.value if email is not None and (address := make_email(email)) else None,
     )
 
 
@@ -478,6 +551,8 @@ def make_network_traffic(
 
 
 def make_port(value: Any) -> int | None:
+    if value is None:  # most alerts have no ports: no exception raised and caught for them
+        return None
     try:
         port = int(value)
     except (TypeError, ValueError):

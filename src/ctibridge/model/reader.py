@@ -229,7 +229,7 @@ def read_records(
 ) -> Iterator[Any]:
     """Apply `reader` to each record, logging and skipping the ones that cannot be read."""
     for index, record in enumerate(records):
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             log.warning("skipped %s #%d: not a JSON object", kind, index + 1)
             continue
         try:

@@ -12,50 +12,64 @@ from typing import Any
 
 def values(document: Mapping[str, Any], path: str) -> list[Any]:
     """Every scalar found at `path`, flattening arrays; [] when absent."""
-    return list(_walk(document, path))
+    found: list[Any] = []
+    _walk(document, path, False, found)
+    return found
 
 
 def first(document: Mapping[str, Any], path: str) -> Any:
     """The first scalar at `path`, or None."""
-    return next(_walk(document, path), None)
+    found: list[Any] = []
+    _walk(document, path, False, found)
+    return found[0] if found else None
 
 
 def objects(document: Mapping[str, Any], path: str) -> list[Mapping[str, Any]]:
     """Every object (dict) found at `path`, flattening arrays: for lists of structures like threat entries."""
-    return [item for item in _walk(document, path, keep_objects=True) if isinstance(item, Mapping)]
+    found: list[Any] = []
+    _walk(document, path, True, found)
+    return found
 
 
-def _walk(node: Any, path: str, *, keep_objects: bool = False) -> Iterator[Any]:
-    if isinstance(node, list):
-        for item in node:
-            yield from _walk(item, path, keep_objects=keep_objects)
-        return
-    if not isinstance(node, Mapping):
-        return
-    if path in node:
-        yield from _leaves(node[path], keep_objects)
-    start = 0
-    while True:
-        dot = path.find(".", start)
-        if dot < 0:
+# Appending to one list rather than chaining generators, and testing exact JSON types before the (slow,
+# ABC-based) Mapping check: these run for every threat entry of every alert.
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def _walk(node: Any, path: str, want_objects: bool, found: list[Any]) -> None:
+    """Append what `path` reaches in `node`: objects when `want_objects`, else scalars."""
+    if type(node) is not dict:
+        if isinstance(node, list):
+            for item in node:
+                _walk(item, path, want_objects, found)
             return
+        if not isinstance(node, Mapping):
+            return
+    if path in node:
+        _leaves(node[path], want_objects, found)
+    dot = path.find(".")
+    while dot >= 0:
         head = path[:dot]
         if head in node:
-            yield from _walk(node[head], path[dot + 1 :], keep_objects=keep_objects)
-        start = dot + 1
+            _walk(node[head], path[dot + 1 :], want_objects, found)
+        dot = path.find(".", dot + 1)
 
 
-def _leaves(value: Any, keep_objects: bool) -> Iterator[Any]:
-    if isinstance(value, list):
+def _leaves(value: Any, want_objects: bool, found: list[Any]) -> None:
+    kind = type(value)
+    if kind in _SCALARS:
+        if not want_objects:
+            found.append(value)
+    elif kind is list or isinstance(value, list):
         for item in value:
-            yield from _leaves(item, keep_objects)
+            _leaves(item, want_objects, found)
     elif value is None:
         return
-    elif isinstance(value, Mapping):
-        if keep_objects:
-            yield value
-    else:
-        yield value
+    elif kind is dict or isinstance(value, Mapping):
+        if want_objects:
+            found.append(value)
+    elif not want_objects:
+        found.append(value)
 
 
 class FieldSet:
@@ -63,14 +77,22 @@ class FieldSet:
 
     Alert documents carry hundreds of fields and a mapping reads a few dozen; indexing only those paths
     (and descending only into objects on the way to them) is most of the cost of reading a document.
+    `keys` holds, for each object on the way (by its path, `""` for the document itself), the keys worth
+    reading in it and the path each leads to: the others are skipped by a C-level filter rather than a
+    Python loop, and the paths are built once here rather than once per document.
     """
 
-    __slots__ = ("paths", "walk")
+    __slots__ = ("keys", "paths", "walk")
 
     def __init__(self, paths: Iterable[str]) -> None:
         self.paths = frozenset(paths)
         prefixes = {path[:dot] for path in self.paths for dot in _dots(path)}
         self.walk = frozenset(self.paths | prefixes)
+        self.keys: dict[str, dict[str, str]] = {parent: {} for parent in ("", *self.walk)}
+        for path in self.walk:
+            self.keys[""][path] = path
+            for dot in _dots(path):
+                self.keys[path[:dot]][path[dot + 1 :]] = path
 
 
 def _dots(path: str) -> Iterator[int]:
@@ -101,7 +123,7 @@ class EcsDocument:
         if only is None:
             self._add(source, "")
         else:
-            self._add_only(source, "", only.walk)
+            self._add_only(source, only.keys[""], only.keys)
 
     def _add(self, node: Any, prefix: str) -> None:
         kind = type(node)
@@ -120,31 +142,42 @@ class EcsDocument:
             else:
                 bucket.append(node)
 
-    def _add_only(self, node: Mapping[str, Any], prefix: str, walk: frozenset[str]) -> None:
-        # Same result as _add restricted to `walk`; scalars and lists of scalars, which are most values,
+    def _add_only(
+        self, node: Mapping[str, Any], wanted: dict[str, str], keys: dict[str, dict[str, str]]
+    ) -> None:
+        # Same result as _add restricted to the field set: `wanted` maps the keys of this object that are
+        # on the way to a wanted path to that path. Scalars and lists of scalars, which are most values,
         # are stored inline rather than through a call each.
         index = self._index
-        for key, value in node.items():
-            path = prefix + key
-            if path not in walk or value is None:
+        for key in filter(wanted.__contains__, node):
+            value = node[key]
+            if value is None:
                 continue
-            kind = type(value)
-            if kind is str or kind is int or kind is float or kind is bool:
+            path = wanted[key]
+            if type(value) in _SCALARS:
                 bucket = index.get(path)
                 if bucket is None:
                     index[path] = [value]
                 else:
                     bucket.append(value)
             else:
-                self._add_value(value, path, walk)
+                self._add_value(value, path, keys)
 
-    def _add_value(self, value: Any, path: str, walk: frozenset[str]) -> None:
+    def _add_value(self, value: Any, path: str, keys: dict[str, dict[str, str]]) -> None:
         kind = type(value)
         if kind is dict or (kind is not list and isinstance(value, Mapping)):
-            self._add_only(value, f"{path}." if path else "", walk)
+            self._add_only(value, keys[path], keys)
         elif kind is list:
+            index = self._index
             for item in value:
-                self._add_value(item, path, walk)
+                if type(item) in _SCALARS:
+                    bucket = index.get(path)
+                    if bucket is None:
+                        index[path] = [item]
+                    else:
+                        bucket.append(item)
+                else:
+                    self._add_value(item, path, keys)
         elif value is not None:
             bucket = self._index.get(path)
             if bucket is None:
@@ -170,6 +203,19 @@ class EcsDocument:
         if self._only is not None and path not in self._only:
             raise self._unknown(path)
         return []
+
+    def present(self, paths: tuple[str, ...]) -> list[str]:
+        """Those of `paths` that have values, in order: one call where most of a long list is absent."""
+        if self._only is not None and not self._only.issuperset(paths):
+            raise self._unknown(", ".join(sorted(set(paths) - self._only)))
+        index = self._index
+        return [path for path in paths if path in index]
+
+    def has_any(self, paths: frozenset[str]) -> bool:
+        """Whether any of `paths` has a value: one test lets a mapping skip an absent object (`dll.*`)."""
+        if self._only is not None and not paths <= self._only:
+            raise self._unknown(", ".join(sorted(paths - self._only)))
+        return not self._index.keys().isdisjoint(paths)
 
     def objects(self, path: str) -> list[Mapping[str, Any]]:
         return objects(self.source, path)

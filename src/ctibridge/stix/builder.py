@@ -7,8 +7,7 @@ the OASIS validator, and by the ids, which come from pycti's generators (see `id
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -73,18 +72,15 @@ class StixBuilder:
         self.author = self.identity(author_name, author_class, author_description, authored=False)
         self.author_id: str = self.author["id"]
         # Hosts, techniques and observables recur across alerts; their objects are built once. Bounded,
-        # per builder (a process-wide cache would keep every builder alive).
-        self._memo: OrderedDict[object, Built | StixDict] = OrderedDict()
+        # per builder (a process-wide cache would keep every builder alive). Emptied when full rather
+        # than kept in LRU order: hashing a model object (a process with its image and parent) costs
+        # more than rebuilding the few hot entries after each clear.
+        self._memo: dict[object, Any] = {}
 
-    def _remember(self, key: object, make: Callable[[], _T]) -> _T:
-        found = self._memo.get(key)
-        if found is not None:
-            self._memo.move_to_end(key)
-            return found  # type: ignore[return-value]
-        made = make()
-        self._memo[key] = made  # type: ignore[assignment]
-        if len(self._memo) > _MEMO_SIZE:
-            self._memo.popitem(last=False)
+    def _keep(self, key: object, made: _T) -> _T:
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = made
         return made
 
     # ------------------------------------------------------------------ shared objects
@@ -193,7 +189,8 @@ class StixBuilder:
 
     def attack_pattern(self, technique: Technique) -> StixDict:
         """ATT&CK techniques are public: no author or marking, so they merge with the MITRE dataset."""
-        return self._remember(technique, lambda: self._build_attack_pattern(technique))
+        found: StixDict | None = self._memo.get(technique)
+        return found if found is not None else self._keep(technique, self._build_attack_pattern(technique))
 
     def _build_attack_pattern(self, technique: Technique) -> StixDict:
         mitre_id = technique.id.upper()
@@ -308,6 +305,21 @@ class StixBuilder:
             _put(obj, "stop_time", stop)
         return obj
 
+    def _relation(self, relationship_type: str, source_ref: str, target_ref: str) -> StixDict:
+        """`relationship` without times or description: the alert path's many relationships."""
+        return {
+            "type": "relationship",
+            "spec_version": "2.1",
+            "id": ids.relationship_id(relationship_type, source_ref, target_ref),
+            "created": _EPOCH,
+            "modified": _EPOCH,
+            "created_by_ref": self.author_id,
+            "object_marking_refs": self.marking_refs,
+            "relationship_type": relationship_type,
+            "source_ref": source_ref,
+            "target_ref": target_ref,
+        }
+
     def sighting(
         self,
         *,
@@ -354,7 +366,12 @@ class StixBuilder:
 
     def observable(self, observable: Observable) -> Built:
         """The observable's objects, main one first, nested ones (directory, parent process...) after."""
-        return self._remember(observable, lambda: self._build_observable(observable))
+        if type(observable) is Process:
+            # Not remembered: a pid seldom recurs, and hashing a process with its image, parent and user
+            # costs about as much as building it (its image and user, which do recur, are remembered).
+            return self._build_observable(observable)
+        found: Built | None = self._memo.get(observable)
+        return found if found is not None else self._keep(observable, self._build_observable(observable))
 
     def _build_observable(self, observable: Observable) -> Built:
         objects: list[StixDict] = []
@@ -408,9 +425,13 @@ class StixBuilder:
         raise TypeError(f"not an observable: {type(obs).__name__}")
 
     def _nested(self, obs: Observable, extra: list[StixDict]) -> str:
-        built = self._observable(obs, extra)
-        extra.append(built)
-        return str(built["id"])
+        # Through the memo: a process's image, parent and user recur across alerts even when the process
+        # does not. The order is the one building in place gives: the nested object's own nested objects
+        # (`objects[1:]`), then the nested object itself.
+        built = self.observable(obs)
+        extra.extend(built.objects[1:])
+        extra.append(built.objects[0])
+        return built.id
 
     def _file(self, obs: File, extra: list[StixDict]) -> StixDict:
         props: StixDict = {}
@@ -476,7 +497,8 @@ class StixBuilder:
 
     def host(self, host: Host) -> Built:
         """A monitored host: its system identity first, then its hostname and IPs related to it."""
-        return self._remember(host, lambda: self._build_host(host))
+        found: Built | None = self._memo.get(host)
+        return found if found is not None else self._keep(host, self._build_host(host))
 
     def _build_host(self, host: Host) -> Built:
         system = self.system(host.name, f"Host {host.name}" + (f" ({host.os})" if host.os else ""))
@@ -505,34 +527,33 @@ class StixBuilder:
             links=alert.links,
         )
         incident_id = incident["id"]
-        objects = [incident]
-        seen: set[str] = {incident_id}
-        relationship = self.relationship
-
-        def add(item: StixDict) -> None:
-            item_id = item["id"]
-            if item_id not in seen:
-                seen.add(item_id)
-                objects.append(item)
-
+        # Each object once, in first-seen order: `seen` maps ids to objects, and its values are the result.
+        seen: dict[str, StixDict] = {incident_id: incident}
+        add = seen.setdefault
+        relation = self._relation
         for host in alert.hosts:
             built = self.host(host)
             for item in built.objects:
-                add(item)
-            add(relationship("targets", incident_id, built.id))
+                add(item["id"], item)
+            rel = relation("targets", incident_id, built.id)
+            add(rel["id"], rel)
             for item in built.objects[1:]:
                 if item["type"] != "relationship":
-                    add(relationship("related-to", item["id"], incident_id))
+                    rel = relation("related-to", item["id"], incident_id)
+                    add(rel["id"], rel)
+        observable = self.observable
         for obs in (*alert.users, *alert.observables):
-            built = self.observable(obs)
+            built = observable(obs)
             for item in built.objects:
-                add(item)
-            add(relationship("related-to", built.id, incident_id))
+                add(item["id"], item)
+            rel = relation("related-to", built.id, incident_id)
+            add(rel["id"], rel)
         for technique in alert.techniques:
             pattern = self.attack_pattern(technique)
-            add(pattern)
-            add(relationship("uses", incident_id, pattern["id"]))
-        return Built(incident_id, objects)
+            add(pattern["id"], pattern)
+            rel = relation("uses", incident_id, pattern["id"])
+            add(rel["id"], rel)
+        return Built(incident_id, list(seen.values()))
 
     def case(self, case: Case, related_ids: Sequence[str] = ()) -> Built:
         """A case as a Case-Incident holding its alerts' incidents, observables and comment notes."""

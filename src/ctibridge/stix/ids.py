@@ -68,6 +68,24 @@ _UUID4_TYPES = frozenset({"process"})
 
 def format_time(value: datetime) -> str:
     """STIX timestamp with milliseconds and `Z`, the one form we emit and hash."""
+    if type(value) is not datetime or (value.tzinfo is not UTC and value.tzinfo is not None):
+        return _format_time(value)
+    # An alert's times recur in its neighbours' (one rule run shares them): format each once. Equal
+    # UTC datetimes are the same instant, equal naive ones the same fields, so the text is the same.
+    text = _FORMATTED.get(value)
+    if text is None:
+        text = _format_time(value)
+        if len(_FORMATTED) >= _FORMATTED_SIZE:
+            _FORMATTED.clear()
+        _FORMATTED[value] = text
+    return text
+
+
+_FORMATTED: dict[datetime, str] = {}
+_FORMATTED_SIZE = 1024
+
+
+def _format_time(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     elif value.tzinfo is not UTC:
@@ -117,7 +135,7 @@ def _format_id(stix_type: str, name: bytes, version: int = 5) -> str:
     digest.update(name)
     h = digest.hexdigest()
     # RFC 4122 version and variant nibbles, set on the hex text (uuid.uuid5 does the same on the integer).
-    return f"{stix_type}--{h[:8]}-{h[8:12]}-{version:x}{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    return f"{stix_type}--{h[:8]}-{h[8:12]}-{_HEX[version]}{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def _string_id(stix_type: str, data: dict[str, str]) -> str:
@@ -138,6 +156,7 @@ def _string_id(stix_type: str, data: dict[str, str]) -> str:
 _NAMESPACE_SHA1 = hashlib.sha1(_NAMESPACE_BYTES)
 # The variant nibble: its two high bits become 10, so 0-3 -> 8-b, 4-7 -> 8-b, and so on.
 _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+_HEX = [f"{n:x}" for n in range(16)]
 
 
 def _one_hash(hashes: dict[str, str]) -> dict[str, str]:
@@ -151,7 +170,7 @@ def _one_hash(hashes: dict[str, str]) -> dict[str, str]:
 def sco_id(stix_type: str, properties: dict[str, Any]) -> str:
     """Id of a cyber observable from its properties (only the contributing ones count)."""
     contributing = {}
-    strings = True
+    flat = True  # only strings and integers, for which orjson's sorted output is the JCS text
     for name in ID_CONTRIBUTING[stix_type]:
         value = properties.get(name)
         if value is None or value == [] or value == {}:
@@ -159,13 +178,18 @@ def sco_id(stix_type: str, properties: dict[str, Any]) -> str:
         if name == "hashes":
             value = _one_hash(value)
         contributing[name] = value
-        strings = strings and type(value) is str
+        kind = type(value)
+        flat = flat and (kind is str or kind is int)
     if not contributing:
         raise ValueError(f"{stix_type} has none of its id-contributing properties")
-    if strings and stix_type not in _UUID4_TYPES:
-        return _string_id(stix_type, contributing)
     # STIX demands a UUIDv4 for processes; a v4-formatted id derived from the content keeps reruns stable.
-    return uuid5_id(stix_type, contributing, version=4 if stix_type in _UUID4_TYPES else 5)
+    version = 4 if stix_type in _UUID4_TYPES else 5
+    if flat:
+        try:
+            return _format_id(stix_type, orjson.dumps(contributing, option=orjson.OPT_SORT_KEYS), version)
+        except orjson.JSONEncodeError:  # lone surrogates, integers beyond 64 bits
+            pass
+    return uuid5_id(stix_type, contributing, version=version)
 
 
 # The SDO ids on the alert path (one incident per alert) are computed here exactly as pycti's generators
@@ -231,6 +255,17 @@ def relationship_id(
     Alerts produce more relationships than anything else; tests prove equality with pycti's generator.
     """
     data = {"relationship_type": relationship_type, "source_ref": source_ref, "target_ref": target_ref}
+    if (
+        start_time is None
+        and type(relationship_type) is str
+        and type(source_ref) is str
+        and type(target_ref) is str
+    ):
+        # The common case, without _string_id's checks: the keys are already in sorted order.
+        try:
+            return _format_id("relationship", orjson.dumps(data))
+        except orjson.JSONEncodeError:  # lone surrogates
+            return uuid5_id("relationship", data)
     if start_time is not None:
         data["start_time"] = start_time
         if stop_time is not None:

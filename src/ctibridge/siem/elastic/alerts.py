@@ -64,6 +64,10 @@ FIELDS = FieldSet(
         "email.subject", "email.message_id",
     )
 )  # fmt: skip
+# The field-set paths under each object the mapping reads as a whole: when none has a value the object
+# maps to None, so `has_any` can skip it without reading each path.
+_UNDER = {prefix: frozenset(path for path in FIELDS.paths if path.startswith(f"{prefix}."))
+          for prefix in ("file", "dll", "process", "process.parent", "registry")}  # fmt: skip
 # Indicator-match alerts: the ECS field the indicator matched decides the observable type.
 _MATCHED_TYPES = {
     "ip": o.make_ip,
@@ -136,7 +140,7 @@ class AlertMapper:
             tags=[str(tag) for tag in document.values("kibana.alert.rule.tags")],
             hosts=hosts,
             users=self._users(document),
-            observables=list(self._observables(document)),
+            observables=self._observables(document),
             techniques=self._techniques(document),
             links=self._links(document, str(alert_id), rule, index, created),
             raw_ref=f"{index or document.first('_index') or ''}/{alert_id}",
@@ -163,52 +167,46 @@ class AlertMapper:
 
     @staticmethod
     def _hosts(document: EcsDocument) -> list[Host]:
-        name = document.first("host.name") or document.first("host.hostname")
+        first = document.first
+        hostname = first("host.hostname")
+        name = first("host.name") or hostname
         if not name:
             return []
-        ips = tuple(dict.fromkeys(ip for ip in (o.make_ip(v) for v in document.values("host.ip")) if ip))
-        os_name = document.first("host.os.name") or document.first("host.os.full")
-        return [
-            Host(
-                name=str(name).lower(),
-                hostname=o.make_hostname(document.first("host.hostname") or name),
-                ips=ips,
-                id=document.first("host.id"),
-                os=str(os_name) if os_name else None,
-            )
-        ]
+        os_name = first("host.os.name") or first("host.os.full")
+        host_id = first("host.id")
+        ips = document.values("host.ip")
+        key = (name, hostname, os_name, host_id, *ips)
+        return [o.remember(_HOSTS, key, lambda: _host(name, hostname, os_name, host_id, ips))]
 
     @staticmethod
     def _users(document: EcsDocument) -> list[o.UserAccount]:
-        users = o.ObservableSet()
-        users.add(
-            o.make_user(
-                login=document.first("user.name"),
-                user_id=document.first("user.id"),
-                display_name=document.first("user.full_name"),
-                domain=document.first("user.domain"),
-            )
+        first = document.first
+        user = o.make_user(
+            login=first("user.name"),
+            user_id=first("user.id"),
+            display_name=first("user.full_name"),
+            domain=first("user.domain"),
         )
-        users.add(
-            o.make_user(login=document.first("user.target.name"), domain=document.first("user.target.domain"))
-        )
-        return users.as_list()  # type: ignore[return-value]
+        target = o.make_user(login=first("user.target.name"), domain=first("user.target.domain"))
+        # Each once, in order, as an ObservableSet collects them.
+        return list(dict.fromkeys(found for found in (user, target) if found is not None))
 
-    def _observables(self, document: EcsDocument) -> Iterator[o.Observable]:
-        found = o.ObservableSet()
+    def _observables(self, document: EcsDocument) -> list[o.Observable]:
+        found: list[o.Observable | None] = []
+        add = found.append
         host_ips = set(document.values("host.ip"))
         values = document.values
         for fields, make in _VALUE_FIELDS:
-            for field in fields:
-                for value in values(field):  # most fields are absent: no generator per field
+            for field in document.present(fields):  # most fields are absent
+                for value in values(field):
                     if make is not o.make_ip or value not in host_ips:
-                        found.add(make(value))
-        found.add(o.make_user_agent(document.first("user_agent.original")))
-        found.add(self._file(document, "file"))
-        found.add(self._file(document, "dll"))
-        found.add(self._process(document))
-        found.add(self._registry(document))
-        found.add(
+                        add(make(value))
+        add(o.make_user_agent(document.first("user_agent.original")))
+        add(self._file(document, "file"))
+        add(self._file(document, "dll"))
+        add(self._process(document))
+        add(self._registry(document))
+        add(
             o.make_network_traffic(
                 document.first("source.ip"),
                 document.first("destination.ip"),
@@ -220,7 +218,7 @@ class AlertMapper:
         subject = document.first("email.subject")
         sender = o.make_email(document.first("email.from.address"))
         if subject or sender:
-            found.add(
+            add(
                 o.EmailMessage(
                     subject=subject,
                     sender=sender,
@@ -229,7 +227,8 @@ class AlertMapper:
                 )
             )
         found.extend(self._matched_indicators(document))
-        yield from found
+        # Each once, in first-seen order, as an ObservableSet collects them (dict.fromkeys: in one call).
+        return list(dict.fromkeys(obs for obs in found if obs is not None))
 
     @staticmethod
     def _hashes(document: EcsDocument, prefix: str) -> dict[str, Any]:
@@ -237,6 +236,8 @@ class AlertMapper:
         return {algo: value for algo, path in _HASH_PATHS[prefix] if (value := first(path))}
 
     def _file(self, document: EcsDocument, prefix: str) -> o.File | None:
+        if not document.has_any(_UNDER[prefix]):
+            return None
         return o.make_file(
             name=document.first(f"{prefix}.name"),
             path=document.first(f"{prefix}.path"),
@@ -247,6 +248,8 @@ class AlertMapper:
         )
 
     def _process(self, document: EcsDocument, prefix: str = "process", depth: int = 0) -> o.Process | None:
+        if not document.has_any(_UNDER[prefix]):
+            return None
         executable = document.first(f"{prefix}.executable")
         image = o.make_file(
             path=executable, name=document.first(f"{prefix}.name"), hashes=self._hashes(document, prefix)
@@ -265,6 +268,8 @@ class AlertMapper:
 
     @staticmethod
     def _registry(document: EcsDocument) -> o.RegistryKey | None:
+        if not document.has_any(_UNDER["registry"]):
+            return None
         hive, key = document.first("registry.hive"), document.first("registry.key")
         path = document.first("registry.path")
         value_name = document.first("registry.value")
@@ -349,8 +354,25 @@ class AlertMapper:
         return links
 
 
+_HOSTS: dict[tuple[Any, ...], Host] = {}
+
+
+def _host(name: Any, hostname: Any, os_name: Any, host_id: Any, ips: list[Any]) -> Host:
+    addresses = tuple(dict.fromkeys(ip for ip in (o.make_ip(v) for v in ips) if ip))
+    return Host(
+        name=str(name).lower(),
+        hostname=o.make_hostname(hostname or name),
+        ips=addresses,
+        id=host_id,
+        os=str(os_name) if os_name else None,
+    )
+
+
 def unwrap_alerts(document: Any) -> Iterator[Any]:
     """Alert documents from NDJSON lines, a JSON array, or an Elasticsearch search response."""
+    if type(document) is dict and document.get("hits") is None and "_source" not in document:
+        yield document  # one alert per NDJSON line, the common case, without the slow ABC Mapping checks
+        return
     if isinstance(document, list):
         for item in document:
             yield from unwrap_alerts(item)
