@@ -47,9 +47,10 @@ from tests.doubles.elastic_http import (
     route,
 )
 from tests.doubles.elastic_query import format_millis, parse_date_math, parse_iso, to_millis
+from tests.support.shared import shared_file
 
 DEFAULT_SPEC_PATH = Path(
-    os.environ.get("CTIBRIDGE_KIBANA_OAS", "/work/shared/specs/kibana/kibana-oas-filtered.yaml")
+    os.environ.get("CTIBRIDGE_KIBANA_OAS") or shared_file("specs/kibana/kibana-oas-filtered.yaml")
 )
 API_VERSION = "2023-10-31"
 REASONS = {

@@ -43,8 +43,9 @@ from tests.fixtures.elastic_alerts import (  # noqa: E402
     main,
     rule_bodies,
 )
+from tests.support.shared import shared_file  # noqa: E402
 
-ECS_SPEC = Path("/work/shared/specs/ecs/ecs_flat-v9.4.0.yml")
+ECS_SPEC = shared_file("specs/ecs/ecs_flat-v9.4.0.yml")
 EXAMPLE = ROOT / "examples" / "elastic-alerts.ndjson"
 XSRF = {"kbn-xsrf": "true"}
 needs_kibana_spec = pytest.mark.skipif(

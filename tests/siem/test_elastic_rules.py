@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import eql
@@ -30,8 +29,9 @@ from ctibridge.siem.elastic.rules import (
 from tests.doubles.elastic_kibana import DEFAULT_SPEC_PATH, KibanaSpec
 from tests.patterns.helpers import hostile_text, kql_quoted, stix_string
 from tests.patterns.test_sigma import LINUX_RULE, WINDOWS_RULE
+from tests.support.shared import shared_file
 
-ECS_SPEC = Path("/work/shared/specs/ecs/ecs_flat-v9.4.0.yml")
+ECS_SPEC = shared_file("specs/ecs/ecs_flat-v9.4.0.yml")
 needs_kibana_spec = pytest.mark.skipif(not DEFAULT_SPEC_PATH.is_file(), reason="Kibana OpenAPI spec absent")
 OPENCTI = "https://opencti.example"
 SHA256 = "aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f"
