@@ -111,7 +111,7 @@ class EcsDocument:
     cannot silently read as absent.
     """
 
-    __slots__ = ("_index", "_only", "_skip", "source")
+    __slots__ = ("_first", "_more", "_only", "_skip", "source")
 
     def __init__(
         self, source: Mapping[str, Any], skip: frozenset[str] = frozenset(), *, only: FieldSet | None = None
@@ -119,11 +119,20 @@ class EcsDocument:
         self.source = source
         self._skip = skip
         self._only = only.paths if only is not None else None
-        self._index: dict[str, list[Any]] = {}
+        # Each path's first value, and the values after it for the few paths with several: most paths
+        # have one, and storing it bare spares a list per value.
+        self._first: dict[str, Any] = {}
+        self._more: dict[str, list[Any]] = {}
         if only is None:
             self._add(source, "")
         else:
             self._add_only(source, only.keys[""], only.keys)
+
+    def _store(self, path: str, value: Any) -> None:
+        if path in self._first:
+            self._more.setdefault(path, []).append(value)
+        else:
+            self._first[path] = value
 
     def _add(self, node: Any, prefix: str) -> None:
         kind = type(node)
@@ -136,30 +145,22 @@ class EcsDocument:
             for item in node:
                 self._add(item, prefix)
         elif node is not None:
-            bucket = self._index.get(prefix)
-            if bucket is None:
-                self._index[prefix] = [node]
-            else:
-                bucket.append(node)
+            self._store(prefix, node)
 
     def _add_only(
         self, node: Mapping[str, Any], wanted: dict[str, str], keys: dict[str, dict[str, str]]
     ) -> None:
         # Same result as _add restricted to the field set: `wanted` maps the keys of this object that are
-        # on the way to a wanted path to that path. Scalars and lists of scalars, which are most values,
-        # are stored inline rather than through a call each.
-        index = self._index
+        # on the way to a wanted path to that path. A path's first scalar, the common case, is stored
+        # inline rather than through a call.
+        first = self._first
         for key in filter(wanted.__contains__, node):
             value = node[key]
             if value is None:
                 continue
             path = wanted[key]
-            if type(value) in _SCALARS:
-                bucket = index.get(path)
-                if bucket is None:
-                    index[path] = [value]
-                else:
-                    bucket.append(value)
+            if type(value) in _SCALARS and path not in first:
+                first[path] = value
             else:
                 self._add_value(value, path, keys)
 
@@ -168,38 +169,30 @@ class EcsDocument:
         if kind is dict or (kind is not list and isinstance(value, Mapping)):
             self._add_only(value, keys[path], keys)
         elif kind is list:
-            index = self._index
             for item in value:
                 if type(item) in _SCALARS:
-                    bucket = index.get(path)
-                    if bucket is None:
-                        index[path] = [item]
-                    else:
-                        bucket.append(item)
+                    self._store(path, item)
                 else:
                     self._add_value(item, path, keys)
         elif value is not None:
-            bucket = self._index.get(path)
-            if bucket is None:
-                self._index[path] = [value]
-            else:
-                bucket.append(value)
+            self._store(path, value)
 
     def _unknown(self, path: str) -> KeyError:
         return KeyError(f"{path!r} is not in this document's field set")
 
     def first(self, path: str) -> Any:
-        found = self._index.get(path)
-        if found:
-            return found[0]
+        found = self._first.get(path)
+        if found is not None:
+            return found
         if self._only is not None and path not in self._only:
             raise self._unknown(path)
         return None
 
     def values(self, path: str) -> list[Any]:
-        found = self._index.get(path)
-        if found:
-            return found
+        found = self._first.get(path)
+        if found is not None:
+            more = self._more.get(path)
+            return [found, *more] if more else [found]
         if self._only is not None and path not in self._only:
             raise self._unknown(path)
         return []
@@ -208,14 +201,14 @@ class EcsDocument:
         """Those of `paths` that have values, in order: one call where most of a long list is absent."""
         if self._only is not None and not self._only.issuperset(paths):
             raise self._unknown(", ".join(sorted(set(paths) - self._only)))
-        index = self._index
-        return [path for path in paths if path in index]
+        first = self._first
+        return [path for path in paths if path in first]
 
     def has_any(self, paths: frozenset[str]) -> bool:
         """Whether any of `paths` has a value: one test lets a mapping skip an absent object (`dll.*`)."""
         if self._only is not None and not paths <= self._only:
             raise self._unknown(", ".join(sorted(paths - self._only)))
-        return not self._index.keys().isdisjoint(paths)
+        return not self._first.keys().isdisjoint(paths)
 
     def objects(self, path: str) -> list[Mapping[str, Any]]:
         return objects(self.source, path)

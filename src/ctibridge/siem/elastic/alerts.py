@@ -43,6 +43,9 @@ _VALUE_FIELDS = ((IP_FIELDS, o.make_ip), (DOMAIN_FIELDS, o.make_domain), (URL_FI
                  (EMAIL_FIELDS, o.make_email))  # fmt: skip
 _HASH_PATHS = {prefix: tuple((algo, f"{prefix}.hash.{algo}") for algo in HASHES)
                for prefix in ("file", "dll", "process", "process.parent")}  # fmt: skip
+# The field paths of each file and process object, spelled once here rather than by f-strings per alert.
+_PATHS = {prefix: {name: f"{prefix}.{name}" for name in (*_FILE_FIELDS, *_PROCESS_FIELDS, "user.name")}
+          for prefix in ("file", "dll", "process", "process.parent")}  # fmt: skip
 # Every path the mapping reads with first()/values(); EcsDocument refuses any other, so a path added to
 # the mapping but not here fails loudly in the tests instead of reading as absent.
 FIELDS = FieldSet(
@@ -233,37 +236,42 @@ class AlertMapper:
     @staticmethod
     def _hashes(document: EcsDocument, prefix: str) -> dict[str, Any]:
         first = document.first
-        return {algo: value for algo, path in _HASH_PATHS[prefix] if (value := first(path))}
+        hashes: dict[str, Any] = {}
+        for algo, path in _HASH_PATHS[prefix]:
+            value = first(path)
+            if value:
+                hashes[algo] = value
+        return hashes
 
     def _file(self, document: EcsDocument, prefix: str) -> o.File | None:
         if not document.has_any(_UNDER[prefix]):
             return None
+        first, paths = document.first, _PATHS[prefix]
         return o.make_file(
-            name=document.first(f"{prefix}.name"),
-            path=document.first(f"{prefix}.path"),
-            directory=document.first(f"{prefix}.directory"),
-            size=document.first(f"{prefix}.size"),
+            name=first(paths["name"]),
+            path=first(paths["path"]),
+            directory=first(paths["directory"]),
+            size=first(paths["size"]),
             hashes=self._hashes(document, prefix),
-            mime_type=document.first(f"{prefix}.mime_type"),
+            mime_type=first(paths["mime_type"]),
         )
 
     def _process(self, document: EcsDocument, prefix: str = "process", depth: int = 0) -> o.Process | None:
         if not document.has_any(_UNDER[prefix]):
             return None
-        executable = document.first(f"{prefix}.executable")
-        image = o.make_file(
-            path=executable, name=document.first(f"{prefix}.name"), hashes=self._hashes(document, prefix)
-        )
+        first, paths = document.first, _PATHS[prefix]
+        name = first(paths["name"])
+        image = o.make_file(path=first(paths["executable"]), name=name, hashes=self._hashes(document, prefix))
         parent = self._process(document, f"{prefix}.parent", depth + 1) if depth == 0 else None
         return o.make_process(
-            pid=document.first(f"{prefix}.pid"),
-            command_line=document.first(f"{prefix}.command_line"),
-            name=document.first(f"{prefix}.name"),
+            pid=first(paths["pid"]),
+            command_line=first(paths["command_line"]),
+            name=name,
             image=image,
-            cwd=document.first(f"{prefix}.working_directory"),
-            created=_time(document.first(f"{prefix}.start")),
+            cwd=first(paths["working_directory"]),
+            created=_time(first(paths["start"])),
             parent=parent,
-            user=o.make_user(login=document.first(f"{prefix}.user.name")) if depth == 0 else None,
+            user=o.make_user(login=first(paths["user.name"])) if depth == 0 else None,
         )
 
     @staticmethod
