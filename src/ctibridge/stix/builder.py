@@ -287,30 +287,26 @@ class StixBuilder:
     ) -> StixDict:
         start = format_time(start_time) if start_time is not None else None
         stop = format_time(stop_time) if stop_time is not None else None
-        obj: StixDict = {
-            "type": "relationship",
-            "spec_version": "2.1",
-            "id": ids.relationship_id(relationship_type, source_ref, target_ref, start, stop),
-            "created": _EPOCH,
-            "modified": _EPOCH,
-            "created_by_ref": self.author_id,
-            "object_marking_refs": self.marking_refs,
-            "relationship_type": relationship_type,
-            "source_ref": source_ref,
-            "target_ref": target_ref,
-        }
+        obj = self._relation(relationship_type, source_ref, target_ref, start, stop)
         if description is not None or start is not None or stop is not None:
             _put(obj, "description", description)
             _put(obj, "start_time", start)
             _put(obj, "stop_time", stop)
         return obj
 
-    def _relation(self, relationship_type: str, source_ref: str, target_ref: str) -> StixDict:
-        """`relationship` without times or description: the alert path's many relationships."""
+    def _relation(
+        self,
+        relationship_type: str,
+        source_ref: str,
+        target_ref: str,
+        start: str | None = None,
+        stop: str | None = None,
+    ) -> StixDict:
+        """The fields every relationship has; alone, the alert path's many relationships without times."""
         return {
             "type": "relationship",
             "spec_version": "2.1",
-            "id": ids.relationship_id(relationship_type, source_ref, target_ref),
+            "id": ids.relationship_id(relationship_type, source_ref, target_ref, start, stop),
             "created": _EPOCH,
             "modified": _EPOCH,
             "created_by_ref": self.author_id,
