@@ -40,6 +40,14 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _reference_loop_us() -> float:
+    """A fixed interpreter workload: rates from machines whose reference differs are not comparable."""
+    import timeit
+
+    runs = timeit.repeat("sum(range(1000))", number=2000, repeat=5)
+    return min(runs) / 2000 * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the documented sizes")
@@ -48,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpu, {platform.system()} {platform.release()}")
     print(f"python {platform.python_version()}; {_versions()}")
+    print(f"reference: {_reference_loop_us():.1f} us per sum(range(1000)), best of 5 (to compare machines)")
     figures: list[Figure] = []
     for path in sorted(HERE.glob("bench_*.py")):
         if args.only and args.only not in path.stem:

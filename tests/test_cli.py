@@ -140,6 +140,39 @@ def test_convert_garbage_input_is_reported(tmp_path: Path) -> None:
     assert "neither NDJSON nor a JSON document" in result.stderr
 
 
+def test_a_line_that_is_not_utf8_is_skipped_and_named(tmp_path: Path) -> None:
+    lines = SAMPLE.read_bytes().splitlines()[:3]
+    broken = tmp_path / "broken.ndjson"
+    broken.write_bytes(b"\n".join([lines[0], b'{"name": "caf\xe9"}', lines[2]]) + b"\n")
+    result = ctibridge("convert", "alerts", str(broken), "-o", str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr
+    assert "line 2: not UTF-8" in result.stderr
+    assert "read 2 record(s)" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_a_document_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(b'[{"name": "caf\xe9"},\n 1]')
+    result = ctibridge("convert", "alerts", str(broken))
+    assert result.returncode == 2
+    assert "is not UTF-8 text" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_byte_order_mark_and_non_ascii_text_come_through(tmp_path: Path) -> None:
+    records = [json.loads(line) for line in SAMPLE.read_text().splitlines()[:2]]
+    records[0]["name"] = "Mimikatz sur l'hôte Zürich — 東京"
+    source = tmp_path / "bom.json"
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps(records, ensure_ascii=False).encode())
+    result = ctibridge("convert", "alerts", str(source))
+    assert result.returncode == 0, result.stderr
+    bundle = json.loads(result.stdout)  # bytes written past the text layer are UTF-8, as JSON requires
+    names = {o.get("name") for o in bundle["objects"] if o["type"] == "incident"}
+    assert "Mimikatz sur l'hôte Zürich — 東京" in names
+    assert_valid_bundle(bundle)
+
+
 def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     result = ctibridge(
         "--log-format",

@@ -160,3 +160,17 @@ def test_make_ip_fast_paths_equal_the_ipaddress_parse(text: str, pad: str) -> No
     expected = _parse_ip(raw, stripped) if stripped else None
     assert make_ip(raw) == expected
     assert make_ip(raw) == expected  # second call: from the cache when it was not a canonical quad
+
+
+def test_file_hash_is_cached_but_not_carried_across_processes() -> None:
+    import pickle
+
+    from ctibridge.model.observables import Directory, File
+
+    made = File("a.exe", (("MD5", "0" * 31 + "1"),), 10, Directory("C:\\t"))
+    again = File("a.exe", (("MD5", "0" * 31 + "1"),), 10, Directory("C:\\t"))
+    assert made == again and hash(made) == hash(again) and {made: 1}[again] == 1
+    assert made != File("b.exe", made.hashes, 10, made.directory)
+    copied = pickle.loads(pickle.dumps(made))
+    assert copied == made and copied._hash is None  # recomputed where it is used
+    assert "_hash" not in repr(made)

@@ -232,6 +232,23 @@ def test_sco_ids_equal_stix2_for_any_text(value: str) -> None:
     assert sco_id("user-account", {"account_login": value}) == stix2.UserAccount(account_login=value).id
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    _text.filter(bool),
+    st.sampled_from(["MD5", "SHA-1", "SHA-256", "SHA-512", "x-custom"]),
+    _text.filter(bool),
+)
+def test_file_ids_with_a_hash_equal_stix2_for_any_text(name: str, algorithm: str, digest: str) -> None:
+    # The reference scheme as stix2 computes it (uuid5 over the JCS text), without its hash validation.
+    import uuid
+
+    from stix2.base import SCO_DET_ID_NAMESPACE
+
+    data = {"name": name, "hashes": {algorithm: digest}}
+    reference = f"file--{uuid.uuid5(SCO_DET_ID_NAMESPACE, canonicalize(data, utf8=False))}"
+    assert sco_id("file", data) == reference
+
+
 def test_floats_and_bools_fall_back_to_the_reference() -> None:
     data = {"a": 1.5, "b": True, "c": 1e21}
     assert canonical_json(data) == canonicalize(data, utf8=False)
@@ -253,3 +270,16 @@ def test_sdo_ids_with_datetimes_still_follow_pycti() -> None:
 
     created = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     assert ids.incident_id("x", created) == pycti.Incident.generate_id("x", created)  # type: ignore[arg-type]
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_timestamps_are_rfc3339_with_milliseconds_and_four_digit_years(moment: datetime) -> None:
+    text = format_time(moment)
+    assert len(text) == 24 and text.endswith("Z")
+    assert datetime.fromisoformat(text[:-1] + "+00:00") == moment.replace(
+        microsecond=moment.microsecond // 1000 * 1000
+    )
+    if moment.year >= 1000:
+        assert text == moment.isoformat(timespec="milliseconds")[:23] + "Z"
+    else:  # strftime would print "99-...", which is no RFC 3339 timestamp
+        assert text.startswith(f"{moment.year:04d}-")

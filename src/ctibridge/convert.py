@@ -73,6 +73,8 @@ class BundleWriter:
     The bundle id comes last (JSON key order is free) so it can derive from the content, which keeps
     repeated conversions byte-identical. Deduplication keeps a bounded window of ids: shared objects
     (author, hosts, techniques) recur constantly and are caught; memory does not grow with the input.
+    The serialised objects are UTF-8 bytes and go to the handle's byte buffer when it has a UTF-8 one,
+    sparing a decode and an encode of every object.
     """
 
     def __init__(self, handle: IO[str], stats: Stats, window: int = 65536) -> None:
@@ -81,11 +83,12 @@ class BundleWriter:
         self.window = window
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._digest = hashlib.sha1(b"bundle")
-        self._first = True
-        handle.write('{"type": "bundle", "objects": [')
+        self._separator = b"\n"
+        self._send = _byte_writer(handle)
+        self._send(b'{"type": "bundle", "objects": [')
 
     def write(self, objects: Iterable[StixDict]) -> None:
-        recent, window = self._recent, self.window
+        recent = self._recent
         seen_again = recent.move_to_end
         ids: list[str] = []
         types: list[str] = []
@@ -97,22 +100,36 @@ class BundleWriter:
                 seen_again(obj_id)
                 continue
             recent[obj_id] = None
-            if len(recent) > window:
-                recent.popitem(last=False)
             ids.append(obj_id)
             types.append(obj["type"])
             parts.append(dumps(obj))
         if not parts:
             return
+        # Evicted per group rather than per object: the window may hold one group more, no less.
+        while len(recent) > self.window:
+            recent.popitem(last=False)
         # One count, digest update and write per group: the same result as one per object, fewer calls.
         self.stats.written.update(types)
         self._digest.update("".join(ids).encode())
-        self.handle.write(("\n" if self._first else ",\n") + b",\n".join(parts).decode("utf-8"))
-        self._first = False
+        self._send(self._separator + b",\n".join(parts))
+        self._separator = b",\n"
 
     def close(self) -> None:
         digest = uuid.UUID(bytes=self._digest.digest()[:16], version=5)
-        self.handle.write(f'\n], "id": "bundle--{digest}"}}\n')
+        self._send(f'\n], "id": "bundle--{digest}"}}\n'.encode())
+        buffer = getattr(self.handle, "buffer", None)
+        if buffer is not None:
+            buffer.flush()  # later text writes to the handle come after the bundle
+
+
+def _byte_writer(handle: IO[str]) -> Callable[[bytes], Any]:
+    """Bytes straight to the handle's UTF-8 buffer when it has one, else decoded for a text-only handle."""
+    buffer = getattr(handle, "buffer", None)
+    encoding = (getattr(handle, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if buffer is not None and encoding == "utf8":
+        handle.flush()  # what was written as text goes first
+        return buffer.write  # type: ignore[no-any-return]
+    return lambda data: handle.write(data.decode("utf-8"))
 
 
 def run_conversion(

@@ -29,11 +29,12 @@ def _identity(document: Any) -> Iterator[Any]:
         yield document
 
 
-def open_input(source: str | Path) -> IO[str]:
+def open_input(source: str | Path) -> IO[bytes]:
+    """The raw bytes: JSON is UTF-8, and the parsers read bytes without a decoded copy of each line."""
     if str(source) == "-":
-        return sys.stdin
+        return sys.stdin.buffer
     try:
-        return Path(source).open(encoding="utf-8")
+        return Path(source).open("rb")
     except OSError as exc:
         raise InputError(f"cannot read {source}: {exc.strerror}") from None
 
@@ -44,19 +45,19 @@ def iter_records(source: str | Path, unwrap: Unwrap = _identity) -> Iterator[Any
     try:
         yield from _iter_stream(stream, str(source), unwrap)
     finally:
-        if stream is not sys.stdin:
+        if str(source) != "-":
             stream.close()
 
 
-def _iter_stream(stream: IO[str], name: str, unwrap: Unwrap) -> Iterator[Any]:
+def _iter_stream(stream: IO[bytes], name: str, unwrap: Unwrap) -> Iterator[Any]:
     first = stream.readline()
     while first and not first.strip():
         first = stream.readline()
     if not first:
         raise InputError(f"{name} is empty")
     try:
-        head = json.loads(first)
-    except json.JSONDecodeError:
+        head = _loads(first)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         head = None
     if isinstance(head, dict):
         second = _next_content_line(stream)
@@ -72,33 +73,39 @@ def _iter_stream(stream: IO[str], name: str, unwrap: Unwrap) -> Iterator[Any]:
         return
     text = first + stream.read()
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{name} is neither NDJSON nor a JSON document: {exc.msg} at line {exc.lineno}"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     yield from unwrap(document)
 
 
-def _next_content_line(stream: IO[str]) -> str | None:
+def _next_content_line(stream: IO[bytes]) -> bytes | None:
     for line in stream:
         if line.strip():
             return line
     return None
 
 
-def _ndjson_line(line: str, number: int, name: str, unwrap: Unwrap) -> Iterator[Any]:
+def _ndjson_line(line: bytes, number: int, name: str, unwrap: Unwrap) -> Iterator[Any]:
     try:
         record = _loads(line)
     except json.JSONDecodeError as exc:
         log.warning("skipped %s line %d: not JSON (%s)", name, number, exc.msg)
         return
+    except UnicodeDecodeError as exc:
+        log.warning("skipped %s line %d: not UTF-8 (%s)", name, number, exc.reason)
+        return
     yield from unwrap(record)
 
 
-def _loads(text: str) -> Any:
-    """orjson for speed; the stdlib for what orjson refuses (NaN, huge integers) and for its messages."""
+def _loads(data: bytes) -> Any:
+    """orjson for speed; the stdlib for what orjson refuses (NaN, huge integers, a byte-order mark) and
+    for its messages."""
     try:
-        return orjson.loads(text)
+        return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        return json.loads(data)

@@ -47,7 +47,7 @@ def test_document_with_a_field_set_indexes_exactly_those_paths() -> None:
         ["host.ip", "host.os.name", "threat.enrichments.matched.atomic", "kibana.alert.rule.name", "count",
          "flag", "absent.path"]
     )  # fmt: skip
-    only = EcsDocument(source, only=fields)
+    only = EcsDocument(source, only=fields, strict=True)
     full = EcsDocument(source)
     for path in fields.paths:
         assert only.values(path) == full.values(path), path
@@ -59,3 +59,11 @@ def test_document_with_a_field_set_indexes_exactly_those_paths() -> None:
         only.first("event.kind")
     with pytest.raises(KeyError):
         only.values("host.mac")
+    with pytest.raises(KeyError):
+        only.present(("host.ip", "host.mac"))
+    with pytest.raises(KeyError):
+        only.has_any(frozenset({"event.kind"}))
+    # Without strict, the production setting, the same reads are plain lookups: absent means None.
+    lenient = EcsDocument(source, only=fields)
+    assert lenient.first("event.kind") is None and lenient.values("host.mac") == []
+    assert lenient.values("host.ip") == only.values("host.ip")

@@ -195,3 +195,15 @@ def test_unwrap_search_response_and_hits() -> None:
     assert unwrapped == [{"x": 1, "_id": "a", "_index": "i"}, {"_id": "b", "_index": None}]
     assert list(unwrap_alerts([{"a": 1}, {"b": 2}])) == [{"a": 1}, {"b": 2}]
     assert json.loads(json.dumps(copy.deepcopy(unwrapped)))  # plain JSON data
+
+
+def test_every_path_the_mapping_reads_is_in_its_field_set(mapper: AlertMapper) -> None:
+    """Mapped strictly (a read outside FIELDS raises), every fixture alert maps as in production."""
+    from ctibridge.siem.ecs import EcsDocument
+    from ctibridge.siem.elastic.alerts import FIELDS
+    from tests.fixtures.elastic_alerts import generate_alerts
+
+    docs = [alert(), *generate_alerts(400, seed=5)]
+    for doc in docs:
+        strict = mapper(EcsDocument(doc, only=FIELDS, strict=True), doc.get("_index"))
+        assert strict == mapper(doc, doc.get("_index"))

@@ -57,9 +57,8 @@ def remember(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], make: Call
     `1 == 1.0 == True` are not), and only results whose making dropped nothing, so that a hit never
     hides a debug line. Bounded: the cache is emptied when full.
     """
-    for item in key:
-        if type(item) not in _EXACT_TYPES:
-            return make()
+    if not _EXACT_TYPES.issuperset(map(type, key)):  # one C-level pass over the key
+        return make()
     found = cache.get(key, _MISSING)
     if found is not _MISSING:
         return found  # type: ignore[no-any-return]
@@ -135,6 +134,20 @@ class File:
     size: int | None = None
     directory: Directory | None = None
     mime_type: str | None = None
+    # Files are remembered and looked up by value on every alert that shows them (as observable and as
+    # process image): the hash is computed once. Not a field for equality, display or construction.
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        cached = self._hash
+        if cached is None:
+            cached = hash((self.name, self.hashes, self.size, self.directory, self.mime_type))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt without the cached hash: string hashes differ between processes.
+        return (File, (self.name, self.hashes, self.size, self.directory, self.mime_type))
 
     @property
     def hash_map(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ tries each split of the dotted path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 
@@ -60,7 +60,18 @@ def _leaves(value: Any, want_objects: bool, found: list[Any]) -> None:
     if kind in _SCALARS:
         if not want_objects:
             found.append(value)
-    elif kind is list or isinstance(value, list):
+    elif kind is list:  # arrays of objects or of scalars, the usual ones, without a call per item
+        for item in value:
+            item_kind = type(item)
+            if item_kind is dict:
+                if want_objects:
+                    found.append(item)
+            elif item_kind in _SCALARS:
+                if not want_objects:
+                    found.append(item)
+            else:
+                _leaves(item, want_objects, found)
+    elif isinstance(value, list):
         for item in value:
             _leaves(item, want_objects, found)
     elif value is None:
@@ -106,23 +117,32 @@ class EcsDocument:
     """A document indexed once by dotted path, so the dozens of lookups a mapping makes are dict hits.
 
     Arrays of objects contribute to the same paths (`threat.enrichments.matched.atomic` lists every
-    enrichment's value), as in Elasticsearch's own field model. With `only`, just those paths are indexed
-    and reading any other path is a programming error (KeyError), so a path missing from the field set
-    cannot silently read as absent.
+    enrichment's value), as in Elasticsearch's own field model. With `only`, just those paths are indexed.
+    `strict` makes reading any other path a KeyError: the tests map every fixture strictly, so a path
+    missing from a field set fails there instead of silently reading as absent, while production lookups
+    stay plain dict reads (`first` is the index's own `get`, tens of calls per alert).
     """
 
-    __slots__ = ("_first", "_more", "_only", "_skip", "source")
+    __slots__ = ("_first", "_more", "_only", "_skip", "first", "source")
+
+    first: Callable[[str], Any]  # the first value at a path, or None
 
     def __init__(
-        self, source: Mapping[str, Any], skip: frozenset[str] = frozenset(), *, only: FieldSet | None = None
+        self,
+        source: Mapping[str, Any],
+        skip: frozenset[str] = frozenset(),
+        *,
+        only: FieldSet | None = None,
+        strict: bool = False,
     ) -> None:
         self.source = source
         self._skip = skip
-        self._only = only.paths if only is not None else None
+        self._only = only.paths if only is not None and strict else None
         # Each path's first value, and the values after it for the few paths with several: most paths
-        # have one, and storing it bare spares a list per value.
+        # have one, and storing it bare spares a list per value. No stored value is None.
         self._first: dict[str, Any] = {}
         self._more: dict[str, list[Any]] = {}
+        self.first = self._first.get if self._only is None else self._checked_first
         if only is None:
             self._add(source, "")
         else:
@@ -156,13 +176,17 @@ class EcsDocument:
         first = self._first
         for key in filter(wanted.__contains__, node):
             value = node[key]
-            if value is None:
-                continue
-            path = wanted[key]
-            if type(value) in _SCALARS and path not in first:
-                first[path] = value
-            else:
-                self._add_value(value, path, keys)
+            kind = type(value)
+            if kind in _SCALARS:
+                path = wanted[key]
+                if path in first:
+                    self._store(path, value)
+                else:
+                    first[path] = value
+            elif kind is dict:  # a nested object, without the detour through _add_value
+                self._add_only(value, keys[wanted[key]], keys)
+            elif value is not None:
+                self._add_value(value, wanted[key], keys)
 
     def _add_value(self, value: Any, path: str, keys: dict[str, dict[str, str]]) -> None:
         kind = type(value)
@@ -180,7 +204,7 @@ class EcsDocument:
     def _unknown(self, path: str) -> KeyError:
         return KeyError(f"{path!r} is not in this document's field set")
 
-    def first(self, path: str) -> Any:
+    def _checked_first(self, path: str) -> Any:
         found = self._first.get(path)
         if found is not None:
             return found

@@ -90,9 +90,20 @@ def _format_time(value: datetime) -> str:
         value = value.replace(tzinfo=UTC)
     elif value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    if value.year >= 1000:  # isoformat pads the year to four digits, strftime does not: same text here
-        return value.isoformat(timespec="milliseconds")[:23] + "Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # Padded fields, %-formatted (fewer steps than isoformat and slicing): a four-digit year always, as
+    # RFC 3339 wants; strftime would print year 99 as "99".
+    return _TIME_TEXT % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond // 1000,
+    )
+
+
+_TIME_TEXT = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"
 
 
 def _plain(value: Any) -> bool:
@@ -177,9 +188,13 @@ def sco_id(stix_type: str, properties: dict[str, Any]) -> str:
             continue
         if name == "hashes":
             value = _one_hash(value)
+            # One algorithm and its text: orjson prints that dict as JCS does (nothing to sort).
+            ((algorithm, digest),) = value.items()
+            flat = flat and type(algorithm) is str and type(digest) is str
+        else:
+            kind = type(value)
+            flat = flat and (kind is str or kind is int)
         contributing[name] = value
-        kind = type(value)
-        flat = flat and (kind is str or kind is int)
     if not contributing:
         raise ValueError(f"{stix_type} has none of its id-contributing properties")
     # STIX demands a UUIDv4 for processes; a v4-formatted id derived from the content keeps reruns stable.

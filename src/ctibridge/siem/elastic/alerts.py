@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
+
 from ctibridge.config.types import parse_datetime
 from ctibridge.errors import InputError
 from ctibridge.model import observables as o
@@ -106,26 +108,25 @@ class AlertMapper:
 
     def __call__(self, source: Mapping[str, Any], index: str | None = None) -> Alert:
         document = source if isinstance(source, EcsDocument) else EcsDocument(source, only=FIELDS)
-        alert_id = document.first("kibana.alert.uuid") or document.get("_id")
+        first = document.first
+        alert_id = first("kibana.alert.uuid") or document.get("_id")
         if not alert_id:
             raise InputError("alert without kibana.alert.uuid")
-        created = _time(document.first("@timestamp")) or _time(document.first("kibana.alert.start"))
+        created = _time(first("@timestamp")) or _time(first("kibana.alert.start"))
         if created is None:
             raise InputError(f"alert {alert_id} has no readable @timestamp")
-        rule_name = document.first("kibana.alert.rule.name") or "Elastic Security alert"
+        rule_name = first("kibana.alert.rule.name") or "Elastic Security alert"
         hosts = self._hosts(document)
         where = f" on {hosts[0].name}" if hosts else ""
-        risk = _float(
-            document.first("kibana.alert.risk_score") or document.first("kibana.alert.rule.risk_score")
-        )
-        severity = parse_severity(document.first("kibana.alert.severity")) or severity_from_score(risk)
-        status = document.first("kibana.alert.workflow_status")
+        risk = _float(first("kibana.alert.risk_score") or first("kibana.alert.rule.risk_score"))
+        severity = parse_severity(first("kibana.alert.severity")) or severity_from_score(risk)
+        status = first("kibana.alert.workflow_status")
         rule = Rule(
             name=str(rule_name),
-            id=document.first("kibana.alert.rule.rule_id") or document.first("kibana.alert.rule.uuid"),
-            description=document.first("kibana.alert.rule.description"),
-            type=document.first("kibana.alert.rule.type"),
-            url=self._rule_url(document.first("kibana.alert.rule.uuid")),
+            id=first("kibana.alert.rule.rule_id") or first("kibana.alert.rule.uuid"),
+            description=first("kibana.alert.rule.description"),
+            type=first("kibana.alert.rule.type"),
+            url=self._rule_url(first("kibana.alert.rule.uuid")),
         )
         return Alert(
             source=SOURCE,
@@ -137,16 +138,16 @@ class AlertMapper:
             severity=severity,
             risk_score=risk,
             status=status,
-            first_seen=_time(document.first("kibana.alert.original_time")) or created,
-            last_seen=_time(document.first("kibana.alert.last_detected")),
-            updated=_time(document.first("kibana.alert.workflow_status_updated_at")),
+            first_seen=_time(first("kibana.alert.original_time")) or created,
+            last_seen=_time(first("kibana.alert.last_detected")),
+            updated=_time(first("kibana.alert.workflow_status_updated_at")),
             tags=[str(tag) for tag in document.values("kibana.alert.rule.tags")],
             hosts=hosts,
             users=self._users(document),
             observables=self._observables(document),
             techniques=self._techniques(document),
             links=self._links(document, str(alert_id), rule, index, created),
-            raw_ref=f"{index or document.first('_index') or ''}/{alert_id}",
+            raw_ref=f"{index or first('_index') or ''}/{alert_id}",
         )
 
     # ------------------------------------------------------------------ parts
@@ -166,7 +167,7 @@ class AlertMapper:
             facts.append(f"rule type {rule.type}")
         if facts:
             parts.append("Elastic: " + ", ".join(facts) + ".")
-        return "\n\n".join(part for part in parts if part)
+        return "\n\n".join([part for part in parts if part])
 
     @staticmethod
     def _hosts(document: EcsDocument) -> list[Host]:
@@ -192,46 +193,62 @@ class AlertMapper:
         )
         target = o.make_user(login=first("user.target.name"), domain=first("user.target.domain"))
         # Each once, in order, as an ObservableSet collects them.
-        return list(dict.fromkeys(found for found in (user, target) if found is not None))
+        if target is None or target == user:
+            return [user] if user is not None else []
+        return [user, target] if user is not None else [target]
 
     def _observables(self, document: EcsDocument) -> list[o.Observable]:
         found: list[o.Observable | None] = []
         add = found.append
-        host_ips = set(document.values("host.ip"))
-        values = document.values
+        first, values = document.first, document.values
+        host_ips = set(values("host.ip"))
         for fields, make in _VALUE_FIELDS:
             for field in document.present(fields):  # most fields are absent
                 for value in values(field):
                     if make is not o.make_ip or value not in host_ips:
                         add(make(value))
-        add(o.make_user_agent(document.first("user_agent.original")))
+        agent = first("user_agent.original")
+        if agent is not None:
+            add(o.make_user_agent(agent))
         add(self._file(document, "file"))
         add(self._file(document, "dll"))
-        add(self._process(document))
+        before_process = len(found)
+        process = self._process(document)
         add(self._registry(document))
-        add(
-            o.make_network_traffic(
-                document.first("source.ip"),
-                document.first("destination.ip"),
-                document.first("source.port"),
-                document.first("destination.port"),
-                document.values("network.transport"),
+        source_port, destination_port = first("source.port"), first("destination.port")
+        if source_port is not None and destination_port is not None:  # else no connection: skip the work
+            add(
+                o.make_network_traffic(
+                    first("source.ip"),
+                    first("destination.ip"),
+                    source_port,
+                    destination_port,
+                    values("network.transport"),
+                )
             )
-        )
-        subject = document.first("email.subject")
-        sender = o.make_email(document.first("email.from.address"))
+        subject = first("email.subject")
+        sender_address = first("email.from.address")
+        sender = o.make_email(sender_address) if sender_address is not None else None
         if subject or sender:
             add(
                 o.EmailMessage(
                     subject=subject,
                     sender=sender,
-                    to=tuple(e for e in (o.make_email(v) for v in document.values("email.to.address")) if e),
-                    message_id=document.first("email.message_id"),
+                    to=tuple(e for e in (o.make_email(v) for v in values("email.to.address")) if e),
+                    message_id=first("email.message_id"),
                 )
             )
         found.extend(self._matched_indicators(document))
         # Each once, in first-seen order, as an ObservableSet collects them (dict.fromkeys: in one call).
-        return list(dict.fromkeys(obs for obs in found if obs is not None))
+        # The one process equals nothing else here, so it skips the dedupe: hashing a process hashes its
+        # image, parent and user, each in Python.
+        unique = dict.fromkeys(obs for obs in found[:before_process] if obs is not None)
+        head = len(unique)
+        unique.update(dict.fromkeys(obs for obs in found[before_process:] if obs is not None))
+        observables = list(unique)
+        if process is not None:
+            observables.insert(head, process)
+        return observables
 
     @staticmethod
     def _hashes(document: EcsDocument, prefix: str) -> dict[str, Any]:
@@ -321,21 +338,23 @@ class AlertMapper:
 
     @staticmethod
     def _techniques(document: EcsDocument) -> list[Technique]:
-        techniques: dict[str, Technique] = {}
-        for threat in document.objects("kibana.alert.rule.threat"):
-            if "mitre" not in str(threat.get("framework", "MITRE ATT&CK")).lower():
-                continue
-            tactic = first(threat, "tactic.name")
-            tactics = (str(tactic),) if tactic else ()
-            for technique in objects(threat, "technique"):
-                if technique.get("id"):
-                    techniques.setdefault(
-                        technique["id"], Technique(technique["id"], technique.get("name"), tactics)
-                    )
-                for sub in objects(technique, "subtechnique"):
-                    if sub.get("id"):
-                        techniques.setdefault(sub["id"], Technique(sub["id"], sub.get("name"), tactics))
-        return list(techniques.values())
+        # Every alert of a rule carries the rule's threat list: read each distinct list once. Only the
+        # flat key is remembered; nested `kibana` objects hold per-alert values and are read each time.
+        source = document.source
+        threats = source.get(_THREAT_PATH)
+        if threats is None or "kibana" in source or "kibana.alert" in source or "kibana.alert.rule" in source:
+            return _read_techniques(document.objects(_THREAT_PATH))
+        try:
+            key = orjson.dumps(threats)
+        except (orjson.JSONEncodeError, TypeError):  # integers beyond 64 bits
+            return _read_techniques(document.objects(_THREAT_PATH))
+        known = _TECHNIQUES.get(key)
+        if known is None:
+            known = tuple(_read_techniques(document.objects(_THREAT_PATH)))
+            if len(_TECHNIQUES) >= 1024:
+                _TECHNIQUES.clear()
+            _TECHNIQUES[key] = known
+        return list(known)
 
     def _rule_url(self, rule_uuid: Any) -> str | None:
         if not (self.kibana_url and rule_uuid):
@@ -363,6 +382,26 @@ class AlertMapper:
 
 
 _HOSTS: dict[tuple[Any, ...], Host] = {}
+_THREAT_PATH = "kibana.alert.rule.threat"
+_TECHNIQUES: dict[bytes, tuple[Technique, ...]] = {}
+
+
+def _read_techniques(threats: list[Mapping[str, Any]]) -> list[Technique]:
+    techniques: dict[str, Technique] = {}
+    for threat in threats:
+        if "mitre" not in str(threat.get("framework", "MITRE ATT&CK")).lower():
+            continue
+        tactic = first(threat, "tactic.name")
+        tactics = (str(tactic),) if tactic else ()
+        for technique in objects(threat, "technique"):
+            if technique.get("id"):
+                techniques.setdefault(
+                    technique["id"], Technique(technique["id"], technique.get("name"), tactics)
+                )
+            for sub in objects(technique, "subtechnique"):
+                if sub.get("id"):
+                    techniques.setdefault(sub["id"], Technique(sub["id"], sub.get("name"), tactics))
+    return list(techniques.values())
 
 
 def _host(name: Any, hostname: Any, os_name: Any, host_id: Any, ips: list[Any]) -> Host:
