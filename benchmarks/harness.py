@@ -70,6 +70,13 @@ def measure(work: Callable[[], Any], *, trace_memory: bool = False) -> Measureme
     return Measurement(elapsed, peak, result, cpu)
 
 
+def best_of(runs: int, work: Callable[[], Any]) -> Measurement:
+    """The run with the least CPU time of `runs`: on a shared machine the others only add others' noise
+    (cache and memory contention), as `timeit` reasons."""
+    timings = [measure(work) for _ in range(max(runs, 1))]
+    return min(timings, key=lambda timing: timing.cpu_seconds)
+
+
 def rate(
     benchmark: str,
     metric: str,

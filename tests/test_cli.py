@@ -214,3 +214,21 @@ def test_readme_main_job_sample_converts_to_valid_stix(tmp_path: Path) -> None:
     bundle = json.loads(out.read_text())
     assert sum(o["type"] == "incident" for o in bundle["objects"]) == 40
     assert_valid_bundle(bundle)
+
+
+def test_the_main_job_loads_neither_pycti_nor_stix2(tmp_path: Path) -> None:
+    """Alert ids are computed without them; importing them would double the command's start-up time."""
+    args = ["ctibridge", "convert", "elastic-alerts", str(ROOT / "examples" / "elastic-alerts.ndjson")]
+    args += ["-o", str(tmp_path / "b.json")]
+    code = (
+        f"import runpy, sys\nsys.argv = {args!r}\n"
+        "try:\n    runpy.run_module('ctibridge.cli', run_name='__main__')\nexcept SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(name for name in ('pycti', 'stix2') if name in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert json.loads((tmp_path / "b.json").read_text())["type"] == "bundle"

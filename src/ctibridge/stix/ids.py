@@ -13,18 +13,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pycti import (
-    AttackPattern,
-    CaseIncident,
-    Identity,
-    Incident,
-    Indicator,
-    Malware,
-    Note,
-    StixSightingRelationship,
-    Vulnerability,
-)
-from stix2.canonicalization.Canonicalize import canonicalize
+
+
+def _pycti() -> Any:
+    """pycti, imported on first use: it loads its API client and a web framework (most of a second), and
+    the alert path computes its ids without it; only rarer objects and odd text call its generators."""
+    import pycti
+
+    return pycti
+
+
+def canonicalize(data: Any, utf8: bool = True) -> Any:
+    """stix2's RFC 8785 reference implementation, imported on first use (the stix2 package is large)."""
+    from stix2.canonicalization.Canonicalize import canonicalize as reference
+
+    return reference(data, utf8=utf8)
+
 
 SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
 _NAMESPACE_BYTES = SCO_NAMESPACE.bytes
@@ -215,47 +219,47 @@ def sco_id(stix_type: str, properties: dict[str, Any]) -> str:
 def incident_id(name: str, created: str) -> str:
     """`Incident.generate_id`: lower-cased, stripped name and the created text."""
     if not (type(name) is str and type(created) is str):
-        return Incident.generate_id(name, created)
+        return _pycti().Incident.generate_id(name, created)
     return _string_id("incident", {"name": name.lower().strip(), "created": created})
 
 
 def case_incident_id(name: str, created: str) -> str:
     """`CaseIncident.generate_id`."""
     if not (type(name) is str and type(created) is str):
-        return CaseIncident.generate_id(name, created)
+        return _pycti().CaseIncident.generate_id(name, created)
     return _string_id("case-incident", {"name": name.lower().strip(), "created": created})
 
 
 def identity_id(name: str, identity_class: str) -> str:
     """`Identity.generate_id`."""
     if not (type(name) is str and type(identity_class) is str):
-        return Identity.generate_id(name, identity_class)
+        return _pycti().Identity.generate_id(name, identity_class)
     return _string_id("identity", {"name": name.lower().strip(), "identity_class": identity_class.lower()})
 
 
 def attack_pattern_id(name: str, mitre_id: str | None) -> str:
     """`AttackPattern.generate_id`: keyed on the ATT&CK id when there is one, else on the name."""
     if not (type(name) is str and (mitre_id is None or type(mitre_id) is str)):
-        return AttackPattern.generate_id(name, mitre_id)
+        return _pycti().AttackPattern.generate_id(name, mitre_id)
     normalized = mitre_id.lower().strip() if mitre_id is not None else ""
     data = {"x_mitre_id": normalized} if normalized else {"name": name.lower().strip()}
     return _string_id("attack-pattern", data)
 
 
 def vulnerability_id(name: str) -> str:
-    return Vulnerability.generate_id(name)
+    return _pycti().Vulnerability.generate_id(name)
 
 
 def malware_id(name: str) -> str:
-    return Malware.generate_id(name)
+    return _pycti().Malware.generate_id(name)
 
 
 def indicator_id(pattern: str) -> str:
-    return Indicator.generate_id(pattern)
+    return _pycti().Indicator.generate_id(pattern)
 
 
 def note_id(content: str, created: str, abstract: str | None = None) -> str:
-    return Note.generate_id(created, content, abstract)
+    return _pycti().Note.generate_id(created, content, abstract)
 
 
 def relationship_id(
@@ -294,4 +298,6 @@ def sighting_id(
     first_seen: str | None = None,
     last_seen: str | None = None,
 ) -> str:
-    return StixSightingRelationship.generate_id(sighting_of_ref, where_sighted_refs, first_seen, last_seen)
+    return _pycti().StixSightingRelationship.generate_id(
+        sighting_of_ref, where_sighted_refs, first_seen, last_seen
+    )
