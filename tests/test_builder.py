@@ -168,6 +168,18 @@ def test_tlp_is_configurable(tlp: Tlp) -> None:
     assert_valid_bundle(make_bundle([*builder.preamble(), incident]))
 
 
+def test_every_authored_object_carries_the_markings_set_after_construction() -> None:
+    # The Wazuh mapper marks with several TLPs by setting marking_refs on its builder.
+    builder = StixBuilder(author_name="a", tlp=Tlp.AMBER)
+    builder.marking_refs = [Tlp.GREEN.marking_id, Tlp.AMBER.marking_id]
+    objects = builder.alert(full_alert()).objects
+    authored = [o for o in objects if "created_by_ref" in o or "x_opencti_created_by_ref" in o]
+    assert {o["type"] for o in authored} >= {"incident", "relationship", "identity", "process"}
+    assert all(o["object_marking_refs"] == builder.marking_refs for o in authored)
+    timed = builder.relationship("related-to", objects[0]["id"], objects[1]["id"], start_time=T0)
+    assert timed["object_marking_refs"] == builder.marking_refs
+
+
 def test_chunks_are_bounded_and_keep_groups_whole(builder: StixBuilder) -> None:
     groups = [builder.alert(full_alert(f"a{i}")).objects for i in range(30)]
     size = max(len(g) for g in groups) + 10
