@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from pydantic_settings import NoDecode
 
+from ctibridge.memo import keep
 from ctibridge.stix.markings import Tlp, parse_tlp
 
 _ISO_DURATION = re.compile(
@@ -80,17 +81,11 @@ def parse_datetime(value: Any) -> datetime:
     if type(value) is str:
         # Alerts of one rule run share their timestamps: parse each text once (datetimes are immutable).
         parsed = _PARSED.get(value)
-        if parsed is None:
-            parsed = _parse_datetime(value)
-            if len(_PARSED) >= _PARSED_SIZE:
-                _PARSED.clear()
-            _PARSED[value] = parsed
-        return parsed
+        return parsed if parsed is not None else keep(_PARSED, value, _parse_datetime(value), 1024)
     return _parse_datetime(value)
 
 
 _PARSED: dict[str, datetime] = {}
-_PARSED_SIZE = 1024
 
 
 def _parse_datetime(value: Any) -> datetime:

@@ -15,6 +15,8 @@ from datetime import datetime
 from itertools import chain
 from typing import Any, TypeVar
 
+from ctibridge.memo import keep
+
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
@@ -55,7 +57,7 @@ def remember(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], make: Call
 
     Only keys made of strings, integers and None are kept (equal such keys are identical inputs, where
     `1 == 1.0 == True` are not), and only results whose making dropped nothing, so that a hit never
-    hides a debug line. Bounded: the cache is emptied when full.
+    hides a debug line.
     """
     if not _EXACT_TYPES.issuperset(map(type, key)):  # one C-level pass over the key
         return make()
@@ -64,11 +66,7 @@ def remember(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], make: Call
         return found  # type: ignore[no-any-return]
     before = _dropped
     made = make()
-    if _dropped == before:
-        if len(cache) >= _REMEMBERED:
-            cache.clear()
-        cache[key] = made
-    return made
+    return keep(cache, key, made, _REMEMBERED) if _dropped == before else made
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +252,6 @@ def _text(value: Any, limit: int = 8192) -> str | None:
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _IP_CACHE: dict[str, IPAddress] = {}
-_IP_CACHE_SIZE = 4096
 
 
 def make_ip(value: Any) -> IPAddress | None:
@@ -268,11 +265,7 @@ def make_ip(value: Any) -> IPAddress | None:
     if known is not None:
         return known
     parsed = IPAddress(text, 4) if _CANONICAL_IPV4.fullmatch(text) else _parse_ip(value, text)
-    if parsed is not None:
-        if len(_IP_CACHE) >= _IP_CACHE_SIZE:
-            _IP_CACHE.clear()
-        _IP_CACHE[text] = parsed
-    return parsed
+    return keep(_IP_CACHE, text, parsed, 4096) if parsed is not None else None
 
 
 def _parse_ip(value: Any, text: str) -> IPAddress | None:
@@ -369,7 +362,6 @@ def make_asn(number: Any, name: Any = None) -> AutonomousSystem | None:
 
 
 _HASH_CACHE: dict[tuple[str, str], tuple[str, str]] = {}
-_HASH_CACHE_SIZE = 4096
 
 
 def normalize_hash(algorithm: str, value: Any) -> tuple[str, str] | None:
@@ -382,9 +374,7 @@ def normalize_hash(algorithm: str, value: Any) -> tuple[str, str] | None:
     if known is None:
         known = _normalize_hash(algorithm, value)
         if known is not None:
-            if len(_HASH_CACHE) >= _HASH_CACHE_SIZE:
-                _HASH_CACHE.clear()
-            _HASH_CACHE[key] = known
+            keep(_HASH_CACHE, key, known, 4096)
     return known
 
 

@@ -36,6 +36,7 @@ from stix2patterns.v21.pattern import Pattern as AntlrPattern
 from stix2patterns.v21.validator import DuplicateQualifierTypeError, ValidationListener
 from stix2patterns.validator import run_validator
 
+from ctibridge.memo import keep
 from ctibridge.patterns.ast import (
     Atom,
     BooleanComparison,
@@ -168,6 +169,7 @@ class _SllParser:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        # Bounded; dict operations are atomic, so it is safe to share between threads.
         self._shapes: dict[tuple[int, ...], tuple[threading.Lock, P.PatternContext, list[Token]]] = {}
 
     def _parts(self) -> tuple[STIXPatternLexer, CommonTokenStream, P]:
@@ -228,9 +230,7 @@ class _SllParser:
         entry = (threading.Lock(), tree, tokens)
         with entry[0]:
             result = finish(tree, pattern)
-            if len(self._shapes) >= _SHAPES:
-                self._shapes.clear()  # bounded, and safe to share between threads
-            self._shapes[shape] = entry
+            keep(self._shapes, shape, entry, _SHAPES)
         return result
 
     def _antlr_tokens(self, pattern: str) -> list[Token]:

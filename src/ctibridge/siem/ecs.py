@@ -93,14 +93,14 @@ class FieldSet:
     Python loop, and the paths are built once here rather than once per document.
     """
 
-    __slots__ = ("keys", "paths", "walk")
+    __slots__ = ("keys", "paths")
 
     def __init__(self, paths: Iterable[str]) -> None:
         self.paths = frozenset(paths)
         prefixes = {path[:dot] for path in self.paths for dot in _dots(path)}
-        self.walk = frozenset(self.paths | prefixes)
-        self.keys: dict[str, dict[str, str]] = {parent: {} for parent in ("", *self.walk)}
-        for path in self.walk:
+        walk = self.paths | prefixes  # every path and every object on the way to one
+        self.keys: dict[str, dict[str, str]] = {parent: {} for parent in ("", *walk)}
+        for path in walk:
             self.keys[""][path] = path
             for dot in _dots(path):
                 self.keys[path[:dot]][path[dot + 1 :]] = path

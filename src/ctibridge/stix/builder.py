@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from ctibridge.memo import keep
 from ctibridge.model.alerts import Alert, Case, Host, Link, Severity, Technique
 from ctibridge.model.observables import (
     AutonomousSystem,
@@ -37,7 +38,6 @@ from ctibridge.stix.ids import format_time
 from ctibridge.stix.markings import Tlp
 
 StixDict = dict[str, Any]
-_T = TypeVar("_T")
 _MEMO_SIZE = 4096
 OPENCTI_SCO_EXTENSION = "extension-definition--f93e2c80-4231-4f9a-af8b-95c9bd566a82"
 MITRE_URL = "https://attack.mitre.org/techniques/"
@@ -71,10 +71,8 @@ class StixBuilder:
         self.marking_refs = [tlp.marking_id]
         self.author = self.identity(author_name, author_class, author_description, authored=False)
         self.author_id: str = self.author["id"]
-        # Hosts, techniques and observables recur across alerts; their objects are built once. Bounded,
-        # per builder (a process-wide cache would keep every builder alive). Emptied when full rather
-        # than kept in LRU order: LRU upkeep hashes the key again on every hit, and model objects hash
-        # in Python; rebuilding the few hot entries after a clear costs less.
+        # Hosts, techniques and observables recur across alerts; their objects are built once. Per
+        # builder: a process-wide cache would keep every builder alive.
         self._memo: dict[object, Any] = {}
         self._relation_template: StixDict = {
             "type": "relationship",
@@ -88,12 +86,6 @@ class StixBuilder:
             "source_ref": "",
             "target_ref": "",
         }
-
-    def _keep(self, key: object, made: _T) -> _T:
-        if len(self._memo) >= _MEMO_SIZE:
-            self._memo.clear()
-        self._memo[key] = made
-        return made
 
     # ------------------------------------------------------------------ shared objects
 
@@ -212,7 +204,11 @@ class StixBuilder:
     def attack_pattern(self, technique: Technique) -> StixDict:
         """ATT&CK techniques are public: no author or marking, so they merge with the MITRE dataset."""
         found: StixDict | None = self._memo.get(technique)
-        return found if found is not None else self._keep(technique, self._build_attack_pattern(technique))
+        return (
+            found
+            if found is not None
+            else keep(self._memo, technique, self._build_attack_pattern(technique), _MEMO_SIZE)
+        )
 
     def _build_attack_pattern(self, technique: Technique) -> StixDict:
         mitre_id = technique.id.upper()
@@ -388,7 +384,11 @@ class StixBuilder:
             # costs about as much as building it (its image and user, which do recur, are remembered).
             return self._build_observable(observable)
         found: Built | None = self._memo.get(observable)
-        return found if found is not None else self._keep(observable, self._build_observable(observable))
+        return (
+            found
+            if found is not None
+            else keep(self._memo, observable, self._build_observable(observable), _MEMO_SIZE)
+        )
 
     def _build_observable(self, observable: Observable) -> Built:
         objects: list[StixDict] = []
@@ -520,7 +520,7 @@ class StixBuilder:
     def host(self, host: Host) -> Built:
         """A monitored host: its system identity first, then its hostname and IPs related to it."""
         found: Built | None = self._memo.get(host)
-        return found if found is not None else self._keep(host, self._build_host(host))
+        return found if found is not None else keep(self._memo, host, self._build_host(host), _MEMO_SIZE)
 
     def _build_host(self, host: Host) -> Built:
         system = self.system(host.name, f"Host {host.name}" + (f" ({host.os})" if host.os else ""))

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from ctibridge.memo import keep
+
 
 def _pycti() -> Any:
     """pycti, imported on first use: it loads its API client and a web framework (most of a second), and
@@ -77,16 +79,10 @@ def format_time(value: datetime) -> str:
     # An alert's times recur in its neighbours' (one rule run shares them): format each once. Equal
     # UTC datetimes are the same instant, equal naive ones the same fields, so the text is the same.
     text = _FORMATTED.get(value)
-    if text is None:
-        text = _format_time(value)
-        if len(_FORMATTED) >= _FORMATTED_SIZE:
-            _FORMATTED.clear()
-        _FORMATTED[value] = text
-    return text
+    return text if text is not None else keep(_FORMATTED, value, _format_time(value), 1024)
 
 
 _FORMATTED: dict[datetime, str] = {}
-_FORMATTED_SIZE = 1024
 
 
 def _format_time(value: datetime) -> str:

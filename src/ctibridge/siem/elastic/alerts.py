@@ -17,6 +17,7 @@ import orjson
 
 from ctibridge.config.types import parse_datetime
 from ctibridge.errors import InputError
+from ctibridge.memo import keep
 from ctibridge.model import observables as o
 from ctibridge.model.alerts import Alert, Host, Link, Rule, Technique, parse_severity, severity_from_score
 from ctibridge.siem.ecs import EcsDocument, FieldSet, first, objects
@@ -338,22 +339,13 @@ class AlertMapper:
 
     @staticmethod
     def _techniques(document: EcsDocument) -> list[Technique]:
-        # Every alert of a rule carries the rule's threat list: read each distinct list once. Only the
-        # flat key is remembered; nested `kibana` objects hold per-alert values and are read each time.
-        source = document.source
-        threats = source.get(_THREAT_PATH)
-        if threats is None or "kibana" in source or "kibana.alert" in source or "kibana.alert.rule" in source:
-            return _read_techniques(document.objects(_THREAT_PATH))
-        try:
-            key = orjson.dumps(threats)
-        except (orjson.JSONEncodeError, TypeError):  # integers beyond 64 bits
-            return _read_techniques(document.objects(_THREAT_PATH))
-        known = _TECHNIQUES.get(key)
+        # Every alert of a rule carries the rule's threat list: read each distinct list once.
+        key = _threat_key(document.source)
+        known = _TECHNIQUES.get(key) if key is not None else None
         if known is None:
             known = tuple(_read_techniques(document.objects(_THREAT_PATH)))
-            if len(_TECHNIQUES) >= 1024:
-                _TECHNIQUES.clear()
-            _TECHNIQUES[key] = known
+            if key is not None:
+                keep(_TECHNIQUES, key, known, 1024)
         return list(known)
 
     def _rule_url(self, rule_uuid: Any) -> str | None:
@@ -384,6 +376,18 @@ class AlertMapper:
 _HOSTS: dict[tuple[Any, ...], Host] = {}
 _THREAT_PATH = "kibana.alert.rule.threat"
 _TECHNIQUES: dict[bytes, tuple[Technique, ...]] = {}
+
+
+def _threat_key(source: Mapping[str, Any]) -> bytes | None:
+    """The flat threat list's JSON, or None when it cannot be remembered: absent, beside nested `kibana`
+    objects (per-alert values), or holding integers beyond 64 bits."""
+    threats = source.get(_THREAT_PATH)
+    if threats is None or "kibana" in source or "kibana.alert" in source or "kibana.alert.rule" in source:
+        return None
+    try:
+        return orjson.dumps(threats)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
 
 
 def _read_techniques(threats: list[Mapping[str, Any]]) -> list[Technique]:
