@@ -10,7 +10,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
@@ -81,15 +81,18 @@ class BundleWriter:
         self.handle = handle
         self.stats = stats
         self.window = window
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        # Two generations of written ids: an id in either is suppressed, a full current generation
+        # retires the older one. Cheaper per object than an LRU and bounded all the same (two windows).
+        self._recent: set[str] = set()
+        self._older: set[str] = set()
         self._digest = hashlib.sha1(b"bundle")
         self._separator = b"\n"
         self._send = _byte_writer(handle)
         self._send(b'{"type": "bundle", "objects": [')
 
     def write(self, objects: Iterable[StixDict]) -> None:
-        recent = self._recent
-        seen_again = recent.move_to_end
+        recent, older = self._recent, self._older
+        remember = recent.add
         ids: list[str] = []
         types: list[str] = []
         parts: list[bytes] = []
@@ -97,17 +100,18 @@ class BundleWriter:
         for obj in objects:
             obj_id = obj["id"]
             if obj_id in recent:
-                seen_again(obj_id)
                 continue
-            recent[obj_id] = None
+            remember(obj_id)
+            if obj_id in older:  # written a generation ago: kept, not written again
+                continue
             ids.append(obj_id)
             types.append(obj["type"])
             parts.append(dumps(obj))
+        # Rolled per group rather than per object: a generation may hold one group more, no less.
+        if len(recent) > self.window:
+            self._older, self._recent = recent, set()
         if not parts:
             return
-        # Evicted per group rather than per object: the window may hold one group more, no less.
-        while len(recent) > self.window:
-            recent.popitem(last=False)
         # One count, digest update and write per group: the same result as one per object, fewer calls.
         self.stats.written.update(types)
         self._digest.update("".join(ids).encode())
