@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import Figure  # noqa: E402
+from harness import Figure, reference_loop_us  # noqa: E402
 
 VERSIONED = [
     "ctibridge",
@@ -40,14 +40,6 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
-def _reference_loop_us() -> float:
-    """A fixed interpreter workload: rates from machines whose reference differs are not comparable."""
-    import timeit
-
-    runs = timeit.repeat("sum(range(1000))", number=2000, repeat=5)
-    return min(runs) / 2000 * 1e6
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the documented sizes")
@@ -56,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpu, {platform.system()} {platform.release()}")
     print(f"python {platform.python_version()}; {_versions()}")
-    print(f"reference: {_reference_loop_us():.1f} us per sum(range(1000)), best of 5 (to compare machines)")
+    print(f"reference: {reference_loop_us():.1f} us per sum(range(1000)), best of 5 (to compare machines)")
     figures: list[Figure] = []
     for path in sorted(HERE.glob("bench_*.py")):
         if args.only and args.only not in path.stem:
@@ -66,20 +58,23 @@ def main(argv: list[str] | None = None) -> int:
 
     header = (
         f"{'benchmark':<28} {'metric':<38} {'value (wall)':>13} {'per CPU-s':>11} {'unit':<11} "
-        f"{'peak MiB':>9}  target"
+        f"{'peak MiB':>9} {'ref us':>6}  target"
     )
     print(header)
     print("-" * len(header))
     for fig in figures:
         peak = f"{fig.peak_mib:.1f}" if fig.peak_mib is not None else "-"
         cpu = f"{fig.cpu_value:,.1f}" if fig.cpu_value is not None else "-"
+        reference = f"{fig.reference_us:.1f}" if fig.reference_us is not None else "-"
         print(
             f"{fig.benchmark:<28} {fig.metric:<38} {fig.value:>13,.1f} {cpu:>11} {fig.unit:<11} "
-            f"{peak:>9}  {fig.target}"
+            f"{peak:>9} {reference:>6}  {fig.target}"
         )
     print(
         "value (wall): per wall-clock second; per CPU-s: per second of this process's CPU time, i.e. the "
-        "rate on one\nunloaded core (the machine is shared, so wall-clock rates drop under others' load)."
+        "rate on one\nunloaded core (the machine is shared, so wall-clock rates drop under others' load).\n"
+        "ref us: the reference loop just before the run a figure comes from; a higher value means a slower "
+        "machine\nstate and a lower rate."
     )
     return 0
 
