@@ -78,6 +78,28 @@ def test_official_names_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert es.api_key is not None and "ZXhh" not in repr(es)
 
 
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose files pass `NAME=` for a value left blank in .env: a default, not a refusal."""
+    setenv(
+        monkeypatch,
+        {
+            **BASE,
+            "ELASTIC_SECURITY_URL": "https://es.example:9200",
+            "ELASTIC_SECURITY_KIBANA_URL": "",
+            "ELASTIC_SECURITY_KIBANA_SPACE": "",
+            "ELASTIC_SECURITY_TLP": "",
+        },
+    )
+    es = ElasticIncidentsConfig.load().elastic_security
+    assert es.kibana_url is None and es.kibana_base_url == "https://es.example:9200"
+    assert es.tlp is Tlp.AMBER
+    # A required setting left blank is reported as missing, by name.
+    monkeypatch.setenv("OPENCTI_TOKEN", "")
+    with pytest.raises(ConfigurationError) as info:
+        ElasticIncidentsConfig.load()
+    assert set(info.value.problems) == {"OPENCTI_TOKEN"}
+
+
 def test_default_start_date_is_seven_days_ago(monkeypatch: pytest.MonkeyPatch) -> None:
     setenv(monkeypatch, {**BASE, "ELASTIC_SECURITY_URL": "http://es:9200"})
     start = ElasticIncidentsConfig.load().elastic_security.import_start_date

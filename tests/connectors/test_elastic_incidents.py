@@ -257,6 +257,33 @@ def test_cases_with_attached_alerts(elastic: ElasticDouble, tmp_path: Path) -> N
     assert not [o for o in delivered(tmp_path) if o["type"] == "case-incident"]
 
 
+def test_a_new_case_never_updated_is_imported_after_older_updated_ones(
+    elastic: ElasticDouble, tmp_path: Path
+) -> None:
+    """Kibana leaves `updated_at` null until a case is first changed, and sorts nulls last: a case opened
+    after the checkpoint and never touched must not hide behind an older updated one."""
+    touched, pristine = generate_cases(2, seed=3)[:2]
+    assert touched["updated_at"] and pristine["updated_at"] is None
+    load_cases_into(elastic, [touched])
+    platform = FilePlatform(tmp_path, chunk_size=50_000)
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+    assert platform.get_state()["cases_updated_at"]
+    for path in tmp_path.glob("work-*.json"):
+        path.unlink()
+    later = datetime.fromisoformat(touched["updated_at"].replace("Z", "+00:00")).replace(year=2031)
+    opened = {**pristine, "created_at": later.isoformat().replace("+00:00", "Z")}
+    load_cases_into(elastic, [opened])
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+    names = [o["name"] for o in delivered(tmp_path) if o["type"] == "case-incident"]
+    assert names == [opened["title"]]
+    assert platform.get_state()["cases_updated_at"].startswith("2031-")
+    # And the next run sends neither again.
+    for path in tmp_path.glob("work-*.json"):
+        path.unlink()
+    connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
+    assert not [o for o in delivered(tmp_path) if o["type"] == "case-incident"]
+
+
 def test_cli_dry_run(elastic: ElasticDouble, tmp_path: Path) -> None:
     from tests.test_cli import ctibridge
 

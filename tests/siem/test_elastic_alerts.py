@@ -10,7 +10,7 @@ import pytest
 
 from ctibridge.errors import InputError
 from ctibridge.model import Severity
-from ctibridge.model.observables import File, IPAddress, NetworkTraffic, Process, RegistryKey
+from ctibridge.model.observables import DomainName, File, IPAddress, NetworkTraffic, Process, RegistryKey, Url
 from ctibridge.siem.elastic.alerts import AlertMapper, unwrap_alerts
 from ctibridge.stix import StixBuilder, Tlp, make_bundle
 from tests.support.stix_validation import assert_valid_bundle
@@ -124,6 +124,17 @@ def test_severity_falls_back_to_risk_score_bands(mapper: AlertMapper) -> None:
     assert mapper(doc).severity is Severity.CRITICAL
 
 
+def test_a_risk_score_of_zero_is_a_score(mapper: AlertMapper) -> None:
+    doc = alert(**{"kibana.alert.risk_score": 0, "kibana.alert.rule.risk_score": 99})
+    del doc["kibana.alert.severity"]
+    mapped = mapper(doc)
+    assert mapped.risk_score == 0
+    assert mapped.severity is Severity.LOW
+    assert "risk score 0" in mapped.description
+    del doc["kibana.alert.risk_score"]  # absent: the rule's score stands in
+    assert mapper(doc).severity is Severity.CRITICAL
+
+
 def test_kibana_url_field_wins(mapper: AlertMapper) -> None:
     doc = alert(**{"kibana.alert.url": "https://k.example/app/security/alerts/redirect/x"})
     assert mapper(doc).links[0].url == "https://k.example/app/security/alerts/redirect/x"
@@ -143,6 +154,43 @@ def test_indicator_match_adds_the_matched_value(mapper: AlertMapper) -> None:
     assert "198.51.100.7" in {o.value for o in observables if isinstance(o, IPAddress)}
     assert any(isinstance(o, File) and o.hash_map == {"MD5": "ab" * 16} for o in observables)
     assert "evil.example.net" in {getattr(o, "value", None) for o in observables}
+
+
+@pytest.mark.parametrize(
+    ("field", "atomic", "kind"),
+    [
+        ("url.domain", "evil.example.net", DomainName),
+        ("url.registered_domain", "example.net", DomainName),
+        ("destination.domain", "c2.example.org", DomainName),
+        ("url.full", "https://evil.example.net/payload.bin", Url),
+        ("url.original", "http://evil.example.net/a?b=c", Url),
+    ],
+)
+def test_indicator_match_type_follows_the_matched_field(
+    mapper: AlertMapper, field: str, atomic: str, kind: type
+) -> None:
+    doc = alert(threat={"enrichments": [{"matched": {"atomic": atomic, "field": field}}]})
+    matched = [o for o in mapper(doc).observables if getattr(o, "value", None) == atomic]
+    assert [type(o) for o in matched] == [kind]
+
+
+def test_a_technique_under_several_tactics_keeps_every_tactic(mapper: AlertMapper) -> None:
+    technique = {"id": "T1078", "name": "Valid Accounts", "reference": "x"}
+    threat = [
+        {"framework": "MITRE ATT&CK", "tactic": {"id": f"TA000{n}", "name": name}, "technique": [technique]}
+        for n, name in ((1, "Initial Access"), (3, "Persistence"), (4, "Privilege Escalation"))
+    ]
+    mapped = mapper(alert(**{"kibana.alert.rule.threat": threat}))
+    assert [(t.id, t.tactics) for t in mapped.techniques] == [
+        ("T1078", ("Initial Access", "Persistence", "Privilege Escalation"))
+    ]
+    builder = StixBuilder(author_name="Elastic Security", tlp=Tlp.AMBER)
+    pattern = next(o for o in builder.alert(mapped).objects if o["type"] == "attack-pattern")
+    assert [p["phase_name"] for p in pattern["kill_chain_phases"]] == [
+        "initial-access",
+        "persistence",
+        "privilege-escalation",
+    ]
 
 
 def test_same_timestamp_alerts_stay_distinct_and_reruns_are_stable(mapper: AlertMapper) -> None:

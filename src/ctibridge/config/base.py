@@ -23,10 +23,13 @@ from ctibridge.logs import register_secret
 class SettingsGroup(BaseSettings):
     """A group of settings read from `<PREFIX><FIELD>` environment variables.
 
-    Environment variables win over values from the YAML file, which arrive as init arguments.
+    Environment variables win over values from the YAML file, which arrive as init arguments. An empty
+    variable counts as unset: compose files and orchestrators pass `NAME=` for a value left blank.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, validate_default=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, validate_default=True, env_ignore_empty=True
+    )
     section: ClassVar[str] = ""
 
     @classmethod

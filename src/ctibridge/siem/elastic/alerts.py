@@ -74,13 +74,6 @@ FIELDS = FieldSet(
 # maps to None, so `has_any` can skip it without reading each path.
 _UNDER = {prefix: frozenset(path for path in FIELDS.paths if path.startswith(f"{prefix}."))
           for prefix in ("file", "dll", "process", "process.parent", "registry")}  # fmt: skip
-# Indicator-match alerts: the ECS field the indicator matched decides the observable type.
-_MATCHED_TYPES = {
-    "ip": o.make_ip,
-    "domain": o.make_domain,
-    "url": o.make_url,
-    "email": o.make_email,
-}
 
 
 def _time(value: Any) -> datetime | None:
@@ -119,7 +112,9 @@ class AlertMapper:
         rule_name = first("kibana.alert.rule.name") or "Elastic Security alert"
         hosts = self._hosts(document)
         where = f" on {hosts[0].name}" if hosts else ""
-        risk = _float(first("kibana.alert.risk_score") or first("kibana.alert.rule.risk_score"))
+        risk = _float(first("kibana.alert.risk_score"))
+        if risk is None:  # 0 is a score: only an absent or unreadable one falls back to the rule's
+            risk = _float(first("kibana.alert.rule.risk_score"))
         severity = parse_severity(first("kibana.alert.severity")) or severity_from_score(risk)
         status = first("kibana.alert.workflow_status")
         rule = Rule(
@@ -322,14 +317,16 @@ class AlertMapper:
             field = str(first(enrichment, "matched.field") or "")
             if atomic is None:
                 continue
+            # The ECS field the indicator matched decides the type; the leaf before the object, as
+            # `url.domain` holds a domain, not a URL.
             if field.endswith(".ip"):
                 yield o.make_ip(atomic)
             elif ".hash." in field:
                 yield o.make_file(hashes={field.rsplit(".", 1)[1]: atomic})
+            elif field.endswith((".domain", "question.name", ".registered_domain")):
+                yield o.make_domain(atomic)
             elif field.startswith("url."):
                 yield o.make_url(atomic)
-            elif field.endswith((".domain", "question.name")):
-                yield o.make_domain(atomic)
             elif field.endswith(".address"):
                 yield o.make_email(atomic)
             elif field.startswith("registry."):
@@ -398,13 +395,16 @@ def _read_techniques(threats: list[Mapping[str, Any]]) -> list[Technique]:
         tactic = first(threat, "tactic.name")
         tactics = (str(tactic),) if tactic else ()
         for technique in objects(threat, "technique"):
-            if technique.get("id"):
-                techniques.setdefault(
-                    technique["id"], Technique(technique["id"], technique.get("name"), tactics)
-                )
-            for sub in objects(technique, "subtechnique"):
-                if sub.get("id"):
-                    techniques.setdefault(sub["id"], Technique(sub["id"], sub.get("name"), tactics))
+            for item in (technique, *objects(technique, "subtechnique")):
+                if not item.get("id"):
+                    continue
+                known = techniques.get(item["id"])
+                if known is None:
+                    techniques[item["id"]] = Technique(item["id"], item.get("name"), tactics)
+                elif not set(tactics) <= set(known.tactics):
+                    # A technique a rule lists under several tactics: every tactic is a kill-chain phase.
+                    merged = tuple(dict.fromkeys((*known.tactics, *tactics)))
+                    techniques[item["id"]] = Technique(known.id, known.name, merged)
     return list(techniques.values())
 
 

@@ -2,7 +2,7 @@
 
 Elasticsearch goes through the official client with its own retries switched off: ours honour
 Retry-After on 429 and 5xx, which the transport's do not. Kibana goes through httpx, with `kbn-xsrf` on
-every non-GET call and the space in the path.
+every call (Kibana refuses a non-GET call without it) and the space in the path.
 """
 
 from __future__ import annotations
@@ -276,12 +276,35 @@ class KibanaCases:
     def updated_since(
         self, checkpoint: datetime | None, statuses: Sequence[str] = ()
     ) -> Iterator[dict[str, Any]]:
-        """Cases updated (or created, when never updated) after `checkpoint`, newest first."""
+        """Cases changed after `checkpoint`: updated ones newest first, then never-updated ones.
+
+        Kibana leaves `updated_at` null until a case is first changed and sorts nulls last, so one walk
+        by update time stops at the first older updated case before it reaches cases opened since and
+        never touched; those come from a second walk by creation time.
+        """
+        seen: set[str] = set()
+        for case in self._find("updatedAt", statuses):
+            stamp = case.get("updated_at")
+            if stamp is None:  # never updated: the walk by creation time decides (wherever nulls sort)
+                continue
+            if checkpoint is not None and parse_datetime(stamp) <= checkpoint:
+                break
+            seen.add(str(case.get("id")))
+            yield case
+        for case in self._find("createdAt", statuses):
+            stamp = case.get("created_at")
+            if checkpoint is not None and stamp and parse_datetime(stamp) <= checkpoint:
+                return
+            if case.get("updated_at") is None and str(case.get("id")) not in seen:
+                yield case
+
+    def _find(self, sort_field: str, statuses: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every Security case, newest first by `sort_field`, a page at a time."""
         page = 1
         while True:
             params: dict[str, Any] = {
                 "owner": "securitySolution",
-                "sortField": "updatedAt",
+                "sortField": sort_field,
                 "sortOrder": "desc",
                 "page": page,
                 "perPage": 100,
@@ -290,11 +313,7 @@ class KibanaCases:
                 params["status"] = list(statuses)
             body = self._get("/api/cases/_find", params)
             cases = body.get("cases") or []
-            for case in cases:
-                stamp = case.get("updated_at") or case.get("created_at")
-                if checkpoint is not None and stamp and parse_datetime(stamp) <= checkpoint:
-                    return
-                yield case
+            yield from cases
             if page * 100 >= int(body.get("total") or 0) or not cases:
                 return
             page += 1
