@@ -46,3 +46,50 @@ def test_text_format_is_one_line_per_event() -> None:
     logging.getLogger("ctibridge.test").debug("a\nb")
     assert stream.getvalue().count("\n") == 1
     configure_logging("info", "text")
+
+
+def test_text_format_shows_extra_fields_after_the_message() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "text", stream)
+    try:
+        log = logging.getLogger("ctibridge.test")
+        log.info("imported Microsoft Graph incidents", extra={"incidents": 3, "skipped": "invalid:ip 1"})
+        log.info("no fields")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed", extra={"work_id": "w1", "_private": "hidden"})
+    finally:
+        configure_logging("info", "text")
+    summary, plain, failed = stream.getvalue().splitlines()
+    assert summary.endswith(
+        " ctibridge.test: imported Microsoft Graph incidents incidents=3 skipped='invalid:ip 1'"
+    )
+    assert plain.endswith(" ctibridge.test: no fields")
+    # The fields belong to the message, before the traceback; fields named with "_" stay out, as in JSON.
+    assert " ctibridge.test: failed work_id='w1'\\nTraceback" in failed and "hidden" not in failed
+
+
+def test_text_format_fields_are_redacted() -> None:
+    secret = "s3cr'et\\with-quotes\"x"  # escaped by repr, so the line would not hold it verbatim
+    register_secret(secret)
+    stream = io.StringIO()
+    configure_logging("info", "text", stream)
+    try:
+        logging.getLogger("ctibridge.test").warning(
+            "login failed",
+            extra={
+                "detail": f"refused {secret}",
+                "tried": {"client": [secret, "ok"]},
+                "header": "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc",
+                "password": "plain-looking",
+                "api_token": 12345678,
+            },
+        )
+    finally:
+        configure_logging("info", "text")
+    line = stream.getvalue()
+    for leaked in (secret, repr(secret)[1:-1], "eyJhbGci", "plain-looking", "12345678"):
+        assert leaked not in line, leaked
+    assert "detail='refused ***'" in line and "tried={'client': ['***', 'ok']}" in line
+    assert "password=*** api_token=***" in line

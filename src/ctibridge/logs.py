@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,13 +19,15 @@ REDACTED = "***"
 _secrets: set[str] = set()
 _lock = threading.Lock()
 
+# Names whose value is a credential, in key=value and "key": "value" text and as `extra` fields.
+_CREDENTIAL_KEYS = "client_secret|password|passwd|access_token|refresh_token|token|api_key|apikey"
 # Credentials that can show up in library messages even when we never saw them as settings.
 _CREDENTIAL_PATTERNS = [
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(bearer|apikey|basic)\s+[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)\b(bearer|apikey)\s+[A-Za-z0-9._~+/=-]{8,}"),
     # key=value and "key": "value", as in form bodies, URLs and JSON; not "SETTING_TOKEN: reason".
     re.compile(
-        r"((?:client_secret|password|passwd|access_token|refresh_token|token|api_key|apikey)"
+        rf"((?:{_CREDENTIAL_KEYS})"
         r"(?:=|[\"']\s*:\s*[\"']))[^\s\"'&,}]+",
         re.IGNORECASE,
     ),
@@ -62,6 +65,43 @@ def _mask(match: re.Match[str]) -> str:
     return f"{groups[0]}{REDACTED}"
 
 
+# A record's own attributes; anything else on it came from `extra=` (or a library's equivalent).
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# A field named like a credential is masked whole, whatever its value looks like.
+_SECRET_FIELD = re.compile(rf"(?:{_CREDENTIAL_KEYS})$", re.IGNORECASE)
+
+
+def _extra_fields(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
+    """The record's structured fields (`extra=`), in the order they were given."""
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD and not key.startswith("_"):
+            yield key, value
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """`value` with its text redacted, through lists, tuples and dicts, before repr escapes it.
+
+    repr writes a quote or backslash in a secret as an escape, which the literal search of `redact`
+    would no longer find in the line. Deeper than a few levels (or a list holding itself), the value's
+    repr is left to the redaction of the whole line.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if depth >= 4:
+        return value
+    if type(value) in (list, tuple):  # exactly: a named tuple's constructor takes no iterable
+        return type(value)(_scrub(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return {_scrub(k, depth + 1): _scrub(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _field_text(key: str, value: Any) -> str:
+    if _SECRET_FIELD.search(key):
+        return f"{key}={REDACTED}"
+    return f"{key}={redact(repr(_scrub(value)))}"
+
+
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record)).replace("\n", "\\n")
@@ -70,8 +110,6 @@ class _RedactingFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any `extra` fields."""
 
-    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -79,17 +117,28 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in self._STANDARD and not key.startswith("_"):
-                entry[key] = value
+        for key, value in _extra_fields(record):
+            entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(_RedactingFormatter):
+    """`time LEVEL logger: message key=value...`: the `extra` fields after the message, values repr'd.
+
+    The fields are part of the line `_RedactingFormatter` redacts; each value is redacted on its own
+    first too (see `_scrub`), and a field named like a credential shows only ***.
+    """
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # Here rather than in format(): the fields then come before an exception's traceback.
+        line = super().formatMessage(record)
+        fields = " ".join(_field_text(key, value) for key, value in _extra_fields(record))
+        return f"{line} {fields}" if fields else line
 
 
 def configure_logging(level: str = "info", fmt: str = "text", stream: Any = None) -> None:

@@ -560,6 +560,91 @@ def test_evidence_type(evidence: dict[str, Any], stix_type: str, expected: dict[
     assert any(all(o.get(k) == v for k, v in expected.items()) for o in candidates), candidates
 
 
+# Properties every process carries whatever it is: what is left tells what the process says.
+_PROCESS_FRAME = {"type", "spec_version", "id", "object_marking_refs", "x_opencti_created_by_ref"}
+
+
+def _pid_only(process: dict[str, Any]) -> bool:
+    return set(process) - _PROCESS_FRAME - {"created_time"} == {"pid"}
+
+
+def _on_device(incident_id: str, host: str, process: dict[str, Any]) -> dict[str, Any]:
+    evidence = [ev("device", deviceDnsName=host), ev("process", **process)]
+    return incident(
+        id=incident_id,
+        displayName=f"Incident {incident_id}",
+        alerts=[alert(id=f"da{incident_id}", evidence=evidence)],
+    )
+
+
+def test_pid_only_parents_are_not_emitted_nor_merged_across_devices() -> None:
+    """A pid alone names nothing outside its host: parent pid 4 on two devices must not become one object."""
+    runs = [
+        ("101", "ws-1.contoso.com", "cmd.exe /c whoami"),
+        ("202", "srv-2.contoso.com", "powershell.exe -nop"),
+    ]
+    children, processes = [], []
+    for incident_id, host, command in runs:
+        doc = _on_device(
+            incident_id,
+            host,
+            {
+                "processId": 4242,
+                "processCommandLine": command,
+                "parentProcessId": 4,
+                "parentProcessCreationDateTime": "2024-05-01T09:00:00Z",
+            },
+        )
+        found = of_type(convert(doc), "process")
+        processes += found
+        children += [p for p in found if p.get("command_line") == command]
+    assert len(children) == 2 and children[0]["id"] != children[1]["id"]
+    assert not [p for p in processes if p.get("pid") == 4], "no parent process from a pid alone"
+    assert not [p for p in processes if _pid_only(p)]
+    assert all("parent_ref" not in child for child in children)
+    assert children[0]["pid"] == 4242 and children[0]["command_line"] == "cmd.exe /c whoami"
+
+
+def test_pid_only_process_evidence_is_skipped_and_counted() -> None:
+    mapper = IncidentMapper()
+    evidence = [
+        ev("process", processId=4, parentProcessId=0, processCreationDateTime="2024-05-01T09:00:00Z"),
+        ev("malware", name="Agent.X", processes=[{"processId": 8, "parentProcessId": 4}]),
+    ]
+    mapped = mapper(incident(alerts=[alert(evidence=evidence)]))
+    assert mapped is not None
+    [graph_alert] = mapped.alerts
+    assert not [o for o in graph_alert.alert.observables if type(o).__name__ == "Process"]
+    assert mapper.skipped["invalid:process"] == 1 and mapper.mapped["evidence:malware"] == 1
+
+
+def test_parent_with_an_image_file_is_still_linked() -> None:
+    doc = _on_device(
+        "303",
+        "ws-3.contoso.com",
+        {
+            "processId": 4242,
+            "processCommandLine": "cmd.exe /c whoami",
+            "parentProcessId": 4,
+            "parentProcessCreationDateTime": "2024-05-01T09:00:00Z",
+            "parentProcessImageFile": {"fileName": "services.exe", "filePath": r"C:\Windows\System32"},
+        },
+    )
+    objects = convert(doc)
+    index = by_id(objects)
+    [child] = [p for p in of_type(objects, "process") if p.get("command_line") == "cmd.exe /c whoami"]
+    parent = index[child["parent_ref"]]
+    assert parent["type"] == "process" and parent["pid"] == 4
+    assert parent["created_time"] == "2024-05-01T09:00:00.000Z"
+    assert index[parent["image_ref"]]["name"] == "services.exe"
+    # A process without a command line but with more than its pid (here its user) is kept as before.
+    user_only = _on_device(
+        "404", "ws-4.contoso.com", {"processId": 77, "userAccount": {"accountName": "eve"}}
+    )
+    [process] = of_type(convert(user_only), "process")
+    assert process["pid"] == 77 and "creator_user_ref" in process
+
+
 def test_more_than_fifteen_evidence_types_are_mapped() -> None:
     assert len({c[0]["@odata.type"] for c in EVIDENCE_CASES}) >= 15
     assert len(MAPPED_EVIDENCE) >= 15
