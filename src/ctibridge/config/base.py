@@ -24,7 +24,8 @@ class SettingsGroup(BaseSettings):
     """A group of settings read from `<PREFIX><FIELD>` environment variables.
 
     Environment variables win over values from the YAML file, which arrive as init arguments. An empty
-    variable counts as unset: compose files and orchestrators pass `NAME=` for a value left blank.
+    variable counts as unset (a group may give empty a meaning): compose files and orchestrators pass
+    `NAME=` for a value left blank.
     """
 
     model_config = SettingsConfigDict(

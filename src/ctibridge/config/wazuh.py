@@ -102,7 +102,8 @@ class IncidentCreateMode(enum.StrEnum):
 class WazuhSettings(SettingsGroup):
     """What a hunt creates in OpenCTI and when: sightings, incidents, the case, notes and links."""
 
-    model_config = SettingsConfigDict(env_prefix="WAZUH_")
+    # Empty is a value here, as in the official connector: it switches a limit or a window off.
+    model_config = SettingsConfigDict(env_prefix="WAZUH_", env_ignore_empty=False)
     section: ClassVar[str] = "wazuh"
 
     # Lookups and identities
@@ -320,7 +321,7 @@ DEFAULT_EXCLUDE_MATCH = (
 class WazuhOpenSearchSettings(SettingsGroup):
     """How to reach the Wazuh indexer and which alerts a hunt considers."""
 
-    model_config = SettingsConfigDict(env_prefix="WAZUH_OPENSEARCH_")
+    model_config = SettingsConfigDict(env_prefix="WAZUH_OPENSEARCH_", env_ignore_empty=False)
     section: ClassVar[str] = "wazuh_opensearch"
 
     url: str
@@ -411,7 +412,7 @@ class RegKeySearchOption(enum.StrEnum):
 class WazuhSearchSettings(SettingsGroup):
     """How each entity type is searched; keyword-exact by default, wildcard/regexp only when asked."""
 
-    model_config = SettingsConfigDict(env_prefix="WAZUH_SEARCH_")
+    model_config = SettingsConfigDict(env_prefix="WAZUH_SEARCH_", env_ignore_empty=False)
     section: ClassVar[str] = "wazuh_search"
 
     fields_version: str = Field(default="4.x", min_length=1)
@@ -497,7 +498,7 @@ class FilenameBehaviour(enum.StrEnum):
 class WazuhEnrichSettings(SettingsGroup):
     """Which observables an enrichment (when an incident is made) creates from the matching alerts."""
 
-    model_config = SettingsConfigDict(env_prefix="WAZUH_ENRICH_")
+    model_config = SettingsConfigDict(env_prefix="WAZUH_ENRICH_", env_ignore_empty=False)
     section: ClassVar[str] = "wazuh_enrich"
 
     types: EnumSet(EnrichEntityType) = frozenset(EnrichEntityType)
