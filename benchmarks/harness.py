@@ -31,7 +31,7 @@ class Figure:
 
 class Measurement(tuple):
     """(seconds, peak MiB or None, result), unpackable as before, plus `cpu_seconds` of this process and
-    the reference loop timed just before the run (`best_of` sets it)."""
+    the reference loop timed just before the run (none for a memory-traced run)."""
 
     cpu_seconds: float
     reference_us: float | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,6 +20,7 @@ from ctibridge.model.observables import (
     make_process,
     make_registry_key,
     make_url,
+    make_user,
     normalize_hash,
 )
 
@@ -174,3 +176,16 @@ def test_file_hash_is_cached_but_not_carried_across_processes() -> None:
     copied = pickle.loads(pickle.dumps(made))
     assert copied == made and copied._hash is None  # recomputed where it is used
     assert "_hash" not in repr(made)
+
+
+def test_a_process_known_only_by_its_pid_is_not_made() -> None:
+    """A pid alone would be one object with every process of that pid on any host (its id is the pid's)."""
+    assert make_process(pid=4) is None
+    assert make_process(pid="4", cwd="C:\\", created=datetime(2025, 1, 1, tzinfo=UTC)) is None
+    assert make_process(pid=4, command_line="svchost.exe -k netsvcs") is not None
+    assert make_process(pid=4, name="System") is not None
+    assert make_process(pid=4, image=make_file(path="C:\\Windows\\System32\\smss.exe")) is not None
+    assert make_process(pid=4, user=make_user(login="SYSTEM")) is not None
+    parent = make_process(pid=4, name="System")
+    assert make_process(pid=8, parent=parent) is not None
+    assert make_process(command_line="whoami") is not None

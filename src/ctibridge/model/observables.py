@@ -497,10 +497,16 @@ def make_process(
     command = _text(command_line, 32768)
     if parsed_pid is None and command is None:
         return None
+    name_text = _text(name, 1024)
+    if command is None and name_text is None and image is None and parent is None and user is None:
+        # Keyed on its pid alone (see stix.ids), which names nothing outside its host and boot: it would
+        # be one OpenCTI object with every process of that pid on any device, in any incident.
+        _skip("process", pid, "a process id with nothing else to tell it apart")
+        return None
     return Process(
         pid=parsed_pid,
         command_line=command,
-        name=_text(name, 1024),
+        name=name_text,
         image=image,
         cwd=_text(cwd, 4096),
         created=created,

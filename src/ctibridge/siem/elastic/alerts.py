@@ -401,8 +401,7 @@ def _read_techniques(threats: list[Mapping[str, Any]]) -> list[Technique]:
                 known = techniques.get(item["id"])
                 if known is None:
                     techniques[item["id"]] = Technique(item["id"], item.get("name"), tactics)
-                elif not set(tactics) <= set(known.tactics):
-                    # A technique a rule lists under several tactics: every tactic is a kill-chain phase.
+                else:  # a technique a rule lists under several tactics: every tactic is a kill-chain phase
                     merged = tuple(dict.fromkeys((*known.tactics, *tactics)))
                     techniques[item["id"]] = Technique(known.id, known.name, merged)
     return list(techniques.values())

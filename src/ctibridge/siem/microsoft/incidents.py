@@ -516,27 +516,19 @@ class IncidentMapper:
         out.observables.add(file)
 
     def _process(self, item: Mapping[str, Any]) -> o.Process | None:
-        """The evidence's process; None when it has neither pid nor command line, or only a pid.
-
-        A process without a command line is keyed on its pid alone (see `stix.ids`), and a pid names
-        nothing outside its host and boot: a process that carries nothing else tells nothing, yet would
-        be one OpenCTI object with every process of that pid on any device, in any incident. Graph gives
-        a parent no command line, so a parent without an image file is left out (the child is kept,
-        without `parent_ref`).
+        """The evidence's process; None when it has neither pid nor command line, or only a pid (see
+        `make_process`). Graph gives a parent no command line, so a parent without an image file is left
+        out (the child is kept, without `parent_ref`).
         """
         image = _file(item.get("imageFile"))
         parent_image = _file(item.get("parentProcessImageFile"))
-        parent = (
-            o.make_process(
-                pid=item.get("parentProcessId"),
-                name=parent_image.name,
-                image=parent_image,
-                created=_time(item.get("parentProcessCreationDateTime")),
-            )
-            if parent_image is not None
-            else None
+        parent = o.make_process(
+            pid=item.get("parentProcessId"),
+            name=parent_image.name if parent_image else None,
+            image=parent_image,
+            created=_time(item.get("parentProcessCreationDateTime")),
         )
-        process = o.make_process(
+        return o.make_process(
             pid=item.get("processId"),
             command_line=item.get("processCommandLine"),
             name=image.name if image else None,
@@ -545,9 +537,6 @@ class IncidentMapper:
             parent=parent,
             user=_user(item.get("userAccount")),
         )
-        if process is None or process.command_line or process.image or process.parent or process.user:
-            return process
-        return None  # a pid (and at most its creation time) alone
 
     def _ev_process(self, item: Mapping[str, Any], out: _Evidence) -> None:
         process = self._process(item)
