@@ -138,6 +138,17 @@ def test_convert_garbage_input_is_reported(tmp_path: Path) -> None:
     result = ctibridge("convert", "alerts", str(garbage))
     assert result.returncode == 2
     assert "neither NDJSON nor a JSON document" in result.stderr
+    assert result.stdout == ""  # not the head of a bundle that never closes
+
+
+def test_convert_empty_input_writes_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("\n  \n")
+    result = ctibridge("convert", "elastic-alerts", str(empty))
+    assert result.returncode == 2
+    assert "is empty" in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
 
 
 def test_a_line_that_is_not_utf8_is_skipped_and_named(tmp_path: Path) -> None:
@@ -147,7 +158,7 @@ def test_a_line_that_is_not_utf8_is_skipped_and_named(tmp_path: Path) -> None:
     result = ctibridge("convert", "alerts", str(broken), "-o", str(tmp_path / "b.json"))
     assert result.returncode == 0, result.stderr
     assert "line 2: not UTF-8" in result.stderr
-    assert "read 2 record(s)" in result.stdout
+    assert "read 3 record(s), skipped 1," in result.stdout  # the unreadable line counts as skipped
     assert "Traceback" not in result.stderr
 
 

@@ -30,8 +30,12 @@ class Stats:
 
     records: int = 0
     skipped: int = 0
+    unreadable: int = 0  # input lines skipped before they became records (not JSON, not UTF-8)
     written: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.perf_counter)
+
+    def count_unreadable(self) -> None:
+        self.unreadable += 1
 
     @property
     def seconds(self) -> float:
@@ -39,7 +43,8 @@ class Stats:
 
     def summary(self, kind: str, destination: str) -> str:
         lines = [
-            f"{kind}: read {self.records} record(s), skipped {self.skipped}, "
+            f"{kind}: read {self.records + self.unreadable} record(s), "
+            f"skipped {self.skipped + self.unreadable}, "
             f"wrote {sum(self.written.values())} object(s) to {destination} in {self.seconds:.2f}s"
         ]
         for stix_type, count in sorted(self.written.items(), key=lambda item: (-item[1], item[0])):
@@ -140,11 +145,16 @@ def run_conversion(
     converter: Converter, source: str, handle: IO[str], builder: StixBuilder, stats: Stats | None = None
 ) -> Stats:
     stats = stats or Stats()
-    records = iter_records(source, converter.unwrap) if converter.unwrap else iter_records(source)
-    groups = converter.convert(records, builder, stats)
+    records = iter_records(source, converter.unwrap, on_skip=stats.count_unreadable)
+    groups = iter(converter.convert(records, builder, stats))
     if converter.output == "stix":
+        # Nothing is written before the input proves readable: an empty or garbled file is an error
+        # on stderr, not the head of a bundle that never closes on stdout.
+        first = next(groups, None)
         writer = BundleWriter(handle, stats)
         writer.write(builder.preamble())
+        if first is not None:
+            writer.write(first)
         for group in groups:
             writer.write(group)
         writer.close()

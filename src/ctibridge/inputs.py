@@ -39,17 +39,27 @@ def open_input(source: str | Path) -> IO[bytes]:
         raise InputError(f"cannot read {source}: {exc.strerror}") from None
 
 
-def iter_records(source: str | Path, unwrap: Unwrap = _identity) -> Iterator[Any]:
-    """Yield records from `source` ('-' for stdin), NDJSON or one JSON document."""
+def iter_records(
+    source: str | Path, unwrap: Unwrap | None = None, on_skip: Callable[[], None] | None = None
+) -> Iterator[Any]:
+    """Yield records from `source` ('-' for stdin), NDJSON or one JSON document.
+
+    An NDJSON line that is not JSON or not UTF-8 is logged and skipped; `on_skip` hears of each, so a
+    summary can count it with the records it skipped.
+    """
     stream = open_input(source)
     try:
-        yield from _iter_stream(stream, str(source), unwrap)
+        yield from _iter_stream(stream, str(source), unwrap or _identity, on_skip or _ignore)
     finally:
         if str(source) != "-":
             stream.close()
 
 
-def _iter_stream(stream: IO[bytes], name: str, unwrap: Unwrap) -> Iterator[Any]:
+def _ignore() -> None:
+    return None
+
+
+def _iter_stream(stream: IO[bytes], name: str, unwrap: Unwrap, on_skip: Callable[[], None]) -> Iterator[Any]:
     first = stream.readline()
     while first and not first.strip():
         first = stream.readline()
@@ -66,10 +76,10 @@ def _iter_stream(stream: IO[bytes], name: str, unwrap: Unwrap) -> Iterator[Any]:
             return
         # NDJSON: one record per line; a broken line is reported with its number, never fatal.
         yield from unwrap(head)
-        yield from _ndjson_line(second, 2, name, unwrap)
+        yield from _ndjson_line(second, 2, name, unwrap, on_skip)
         for number, line in enumerate(stream, start=3):
             if line and not line.isspace():  # as `line.strip()`, without copying the line
-                yield from _ndjson_line(line, number, name, unwrap)
+                yield from _ndjson_line(line, number, name, unwrap, on_skip)
         return
     text = first + stream.read()
     try:
@@ -90,14 +100,18 @@ def _next_content_line(stream: IO[bytes]) -> bytes | None:
     return None
 
 
-def _ndjson_line(line: bytes, number: int, name: str, unwrap: Unwrap) -> Iterator[Any]:
+def _ndjson_line(
+    line: bytes, number: int, name: str, unwrap: Unwrap, on_skip: Callable[[], None]
+) -> Iterator[Any]:
     try:
         record = _loads(line)
     except json.JSONDecodeError as exc:
         log.warning("skipped %s line %d: not JSON (%s)", name, number, exc.msg)
+        on_skip()
         return
     except UnicodeDecodeError as exc:
         log.warning("skipped %s line %d: not UTF-8 (%s)", name, number, exc.reason)
+        on_skip()
         return
     yield from unwrap(record)
 
