@@ -363,8 +363,29 @@ def test_failed_bundle_push_raises_and_marks_the_work_in_error(
 def test_failed_work_creation_raises_delivery_error(opencti: OpenCTIDouble, connect: Connect) -> None:
     platform = connect(opencti)
     opencti.fail_next("workAdd")
-    with pytest.raises(DeliveryError), platform.work("never opened"):
-        pytest.fail("the block must not run without a work")
+    with pytest.raises(DeliveryError, match="refused to open work"), platform.work("refused") as work:
+        work.send(identities(1))
+    assert opencti.bundles() == []  # nothing went out without its work
+    [record] = opencti.works(platform.helper.connector_id)  # opened again to carry the failure
+    assert record.in_error and "refused to open work" in str(record.processed_message)
+
+
+def test_a_run_with_nothing_to_send_opens_no_work(opencti: OpenCTIDouble, connect: Connect) -> None:
+    platform = connect(opencti)
+    with platform.work("quiet run") as work:
+        assert work.send([]) == 0
+    assert opencti.works(platform.helper.connector_id) == []
+    assert "workAdd" not in opencti.operations()
+
+
+def test_a_run_failing_before_it_sends_leaves_a_work_in_error(
+    opencti: OpenCTIDouble, connect: Connect
+) -> None:
+    platform = connect(opencti)
+    with pytest.raises(RuntimeError), platform.work("failed early"):
+        raise RuntimeError("SIEM unreachable")
+    [record] = opencti.works(platform.helper.connector_id)
+    assert record.in_error and "SIEM unreachable" in str(record.processed_message)
 
 
 # ---------------------------------------------------------------------------- live stream

@@ -126,7 +126,10 @@ class FilePlatform(Platform):
         except BaseException:
             log.error("work failed", extra={"work_id": work.id})
             raise
-        log.info("work done", extra={"work_id": work.id, "bundles": len(work.files)})
+        if work.files:
+            log.info("work done", extra={"work_id": work.id, "bundles": len(work.files)})
+        else:
+            log.info("nothing new to send", extra={"work_id": work.id})
 
     def schedule(self, job: Callable[[], None], period: timedelta | None) -> None:
         """A dry run executes the job once: a loop writing files forever would only fill the disk."""

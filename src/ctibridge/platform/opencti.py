@@ -182,15 +182,30 @@ def _error_message(exc: BaseException) -> str:
 
 
 class _OpenCTIWork(Work):
-    """A pycti work: every chunk is sent with its id, the platform counts them together."""
+    """A pycti work, opened with the first objects: a scheduled run that finds nothing new leaves no
+    empty work in the platform's list (one every period otherwise). Every chunk is sent with its id."""
 
-    def __init__(self, platform: OpenCTIPlatform, work_id: str | None) -> None:
-        self.id = work_id
+    def __init__(self, platform: OpenCTIPlatform, name: str) -> None:
+        self.id: str | None = None
+        self.name = name
+        self.opened = False
         self._platform = platform
         self.objects_sent = 0
         self.bundles_sent = 0
 
+    def open(self) -> None:
+        helper = self._platform._helper
+        try:
+            self.id = helper.api.work.initiate_work(helper.connect_id, self.name, is_multipart=True)
+        except Exception as exc:
+            raise DeliveryError(f"OpenCTI refused to open work {self.name!r}: {_error_message(exc)}") from exc
+        self.opened = True
+
     def send(self, objects: Sequence[StixObject]) -> int:
+        if not objects:
+            return 0
+        if not self.opened:
+            self.open()
         sent, bundles = self._platform._send(objects, self.id)
         self.objects_sent += sent
         self.bundles_sent += bundles
@@ -383,27 +398,32 @@ class OpenCTIPlatform(Platform):
 
     @contextmanager
     def work(self, name: str) -> Iterator[Work]:
-        """One pycti work; multipart because a run may send several bundles into it."""
+        """One pycti work, multipart because a run may send several bundles into it.
+
+        It is opened by the first send. A run that fails still leaves a work in error, so the failure
+        shows in the platform; a run with nothing to send leaves none.
+        """
         helper = self._helper
-        try:
-            work_id = helper.api.work.initiate_work(helper.connect_id, name, is_multipart=True)
-        except Exception as exc:
-            raise DeliveryError(f"OpenCTI refused to open work {name!r}: {_error_message(exc)}") from exc
-        work = _OpenCTIWork(self, work_id)
+        work = _OpenCTIWork(self, name)
         try:
             yield work
         except BaseException as exc:
-            if work_id is not None:
-                try:
-                    helper.api.work.to_processed(work_id, _error_message(exc), in_error=True)
-                except Exception:
-                    logger.exception("could not mark work %s in error", work_id)
-            raise
-        if work_id is not None:
             try:
-                helper.api.work.to_processed(work_id, work.summary(), in_error=False)
+                if not work.opened:
+                    work.open()
+                if work.id is not None:
+                    helper.api.work.to_processed(work.id, _error_message(exc), in_error=True)
+            except Exception:
+                logger.exception("could not mark work %r in error", name)
+            raise
+        if not work.opened:
+            logger.info("nothing new to send: no work opened", extra={"work_name": name})
+            return
+        if work.id is not None:
+            try:
+                helper.api.work.to_processed(work.id, work.summary(), in_error=False)
             except Exception as exc:
-                raise DeliveryError(f"OpenCTI did not close work {work_id}: {_error_message(exc)}") from exc
+                raise DeliveryError(f"OpenCTI did not close work {work.id}: {_error_message(exc)}") from exc
 
     def _send(self, objects: Sequence[StixObject], work_id: str | None) -> tuple[int, int]:
         """Send objects in chunks; return (objects, bundles). Each call returns once OpenCTI holds them."""
