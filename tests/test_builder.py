@@ -195,3 +195,26 @@ def test_chunks_are_bounded_and_keep_groups_whole(builder: StixBuilder) -> None:
                     assert ref in ids
     delivered = {o["id"] for chunk in chunks for o in chunk}
     assert delivered == {o["id"] for g in groups for o in g} | {o["id"] for o in builder.preamble()}
+
+
+def test_siem_statuses_become_opencti_workflow_ids_where_mapped(builder: StixBuilder) -> None:
+    alert = full_alert()
+    assert "x_opencti_workflow_id" not in builder.alert(alert).objects[0]  # offline: no workflow
+    builder.workflow_ids = {
+        "incident": {"open": "status-new", "closed": "status-closed"},
+        "case-incident": {"in-progress": "status-progress"},
+    }
+    alert.status = "Closed"
+    assert builder.alert(alert).objects[0]["x_opencti_workflow_id"] == "status-closed"
+    alert.status = "acknowledged"  # not mapped: the incident keeps whatever OpenCTI gave it
+    assert "x_opencti_workflow_id" not in builder.alert(alert).objects[0]
+    alert.status = ["open"]  # type: ignore[assignment]  # a malformed document: no status, no crash
+    assert "x_opencti_workflow_id" not in builder.alert(alert).objects[0]
+    alert.status = "open"
+    case = Case(source="Elastic Security", id="c1", name="Case", created=T0, status="in-progress",
+                alerts=[alert])  # fmt: skip
+    built = builder.case(case)
+    assert built.objects[0]["x_opencti_workflow_id"] == "status-progress"
+    incident = next(o for o in built.objects if o["type"] == "incident")
+    assert incident["x_opencti_workflow_id"] == "status-new"
+    assert_valid_bundle(make_bundle(builder.preamble() + built.objects))

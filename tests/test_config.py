@@ -222,3 +222,34 @@ def test_dates_and_lists() -> None:
     assert split_list('["x", "y"]') == ["x", "y"]
     with pytest.raises(ValueError):
         split_list("[broken")
+
+
+def test_status_mappings(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {**BASE, "ELASTIC_SECURITY_URL": "https://es:9200"}
+    setenv(monkeypatch, env)
+    settings = ElasticIncidentsConfig.load().elastic_security
+    assert settings.alert_status_mapping["acknowledged"] == "IN_PROGRESS"
+    assert settings.case_status_mapping == {"open": "NEW", "in-progress": "IN_PROGRESS", "closed": "CLOSED"}
+    setenv(
+        monkeypatch,
+        {
+            "ELASTIC_SECURITY_ALERT_STATUS_MAPPING": "Open:Triage, closed : Done",
+            "ELASTIC_SECURITY_CASE_STATUS_MAPPING": "none",
+        },
+    )
+    settings = ElasticIncidentsConfig.load().elastic_security
+    assert settings.alert_status_mapping == {"open": "Triage", "closed": "Done"}
+    assert settings.case_status_mapping == {}
+    setenv(
+        monkeypatch,
+        {
+            "ELASTIC_SECURITY_ALERT_STATUS_MAPPING": "open:NEW,resolved:CLOSED",
+            "ELASTIC_SECURITY_CASE_STATUS_MAPPING": "open",
+        },
+    )
+    with pytest.raises(ConfigurationError) as info:
+        ElasticIncidentsConfig.load()
+    problems = info.value.problems
+    assert set(problems) == {"ELASTIC_SECURITY_ALERT_STATUS_MAPPING", "ELASTIC_SECURITY_CASE_STATUS_MAPPING"}
+    assert "resolved" in problems["ELASTIC_SECURITY_ALERT_STATUS_MAPPING"]
+    assert "pairs" in problems["ELASTIC_SECURITY_CASE_STATUS_MAPPING"]

@@ -454,3 +454,13 @@ def test_attached_alerts_come_from_the_case_where_kibana_lacks_the_alerts_endpoi
     connector_for(elastic, platform, import_alerts=False, import_cases=True).process()
     assert elastic.kibana.count(r"^/api/cases/[^/_]+$", method="GET"), "read the case itself"
     assert _attached(cases) and _case_refs_to_incidents(delivered(tmp_path)) == _attached(cases)
+
+
+def test_a_dry_run_sends_no_status_and_warns_of_no_workflow(
+    elastic: ElasticDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    load_into(elastic, INDEX, generate_alerts(20, seed=14))
+    connector_for(elastic, FilePlatform(tmp_path)).process()
+    incidents = [o for o in delivered(tmp_path) if o["type"] == "incident"]
+    assert len(incidents) == 20 and not any("x_opencti_workflow_id" in o for o in incidents)
+    assert "workflow" not in caplog.text

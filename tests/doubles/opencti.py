@@ -309,6 +309,24 @@ def _stream_id_from(param: str | None) -> str | None:
     return f"{int(parsed.timestamp() * 1000)}-0"
 
 
+# The schema's Status and StatusTemplate fields (opencti.graphql), for the selection of a `statuses` query.
+_STATUS_FIELDS = {"id", "template_id", "template", "type", "order", "disabled", "scope"}
+_STATUS_TEMPLATE_FIELDS = {"id", "name", "color", "usages"}
+
+
+def _unknown_status_fields(query: str) -> list[str]:
+    """Fields a `statuses` query selects on its nodes that Status (or its template) does not have."""
+    node = re.search(r"node\s*\{(.*)\}\s*\}\s*\}", query, re.S)
+    if node is None:
+        return []
+    body = node.group(1)
+    template = re.search(r"template\s*\{([^}]*)\}", body)
+    outer = body.replace(template.group(0), "template") if template else body
+    fields = set(re.findall(r"[A-Za-z_]\w*", outer))
+    inner = set(re.findall(r"[A-Za-z_]\w*", template.group(1))) if template else set()
+    return sorted((fields - _STATUS_FIELDS) | (inner - _STATUS_TEMPLATE_FIELDS))
+
+
 def entity_type_of(stix: Mapping[str, Any]) -> str:
     """OpenCTI's entity type for a STIX object (IPv4-Addr, StixFile, Organization, ...)."""
     stix_type = stix["type"]
@@ -394,6 +412,10 @@ class OpenCTIDouble:
         for category, names in DEFAULT_VOCABULARIES.items():
             for name in names:
                 self._add_vocabulary(category, name, "", builtin=True)
+        # Status templates and workflows as a new platform has them: only Report has a workflow.
+        self._status_templates: dict[str, str] = {}
+        self._statuses: list[dict[str, Any]] = []
+        self.add_workflow("Report", ["NEW", "IN_PROGRESS", "ANALYZED", "CLOSED"])
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -465,6 +487,31 @@ class OpenCTIDouble:
                 )
                 self._entities[stix["id"]] = entity
                 self._entity_ids[entity.internal_id] = stix["id"]
+
+    def add_workflow(
+        self, entity_type: str, names: Iterable[str], *, scope: str = "GLOBAL", disabled: Iterable[str] = ()
+    ) -> dict[str, str]:
+        """Give `entity_type` a workflow of these status templates (created when new), as an admin does in
+        the settings; return each status's id by template name."""
+        off = set(disabled)
+        ids = {}
+        with self._lock:
+            order = sum(1 for st in self._statuses if st["type"] == entity_type)
+            for name in names:
+                template_id = self._status_templates.setdefault(name, str(uuid.uuid4()))
+                order += 1
+                status = {
+                    "id": str(uuid.uuid4()),
+                    "template_id": template_id,
+                    "template": {"id": template_id, "name": name, "color": "#607d8b"},
+                    "type": entity_type,
+                    "order": order,
+                    "disabled": name in off,
+                    "scope": scope,
+                }
+                self._statuses.append(status)
+                ids[name] = status["id"]
+        return ids
 
     def reset_connector_state(self, connector_id: str) -> None:
         """Reset a connector's state as a user does in the UI: the next ping gets the empty state back
@@ -757,6 +804,8 @@ class OpenCTIDouble:
             injected = fault.pop(0) if fault else None
         if injected is not None:
             return _error(injected, "INJECTED_FAILURE")
+        if root == "statuses" and (bad := _unknown_status_fields(query)):
+            return _error(f"Cannot query field(s) {bad} on type Status", "GRAPHQL_VALIDATION_FAILED")
         handler = self._resolvers().get(root or "")
         if handler is None and root in ENTITY_READERS:
             return {"data": {root: self._read_entity(root, variables)}}
@@ -791,6 +840,7 @@ class OpenCTIDouble:
             "vocabulary": self._vocabulary_query,
             "vocabularyAdd": self._vocabulary_add,
             "indicators": self._indicators_query,
+            "statuses": self._statuses_query,
         }
 
     def _register(self, variables: dict[str, Any]) -> dict[str, Any]:
@@ -1086,6 +1136,58 @@ class OpenCTIDouble:
             node = self._add_vocabulary(str(category), str(name), str(data.get("description") or ""), False)
             self._created_vocabularies.append(dict(data))
             return {"vocabularyAdd": dict(node)}
+
+    def _statuses_query(self, variables: dict[str, Any]) -> dict[str, Any]:
+        """`statuses(first, after, orderBy, orderMode, filters: FilterGroup, search, scope)`; the filter keys
+        implemented are `type` and `scope` with the `eq` operator, as the platform's own lookups use them."""
+        unknown = set(variables) - {"first", "after", "orderBy", "orderMode", "filters", "search", "scope"}
+        if unknown:
+            raise GraphQLError(
+                f"Unknown argument(s) {sorted(unknown)} on field Query.statuses", "GRAPHQL_VALIDATION_FAILED"
+            )
+        if variables.get("orderBy") not in (None, "type", "order", "_score"):
+            raise GraphQLError("orderBy: not a StatusOrdering value", "GRAPHQL_VALIDATION_FAILED")
+        if variables.get("orderMode") not in (None, "asc", "desc"):
+            raise GraphQLError("orderMode: not an OrderingMode value", "GRAPHQL_VALIDATION_FAILED")
+        wanted: dict[str, set[str]] = {}
+        group = variables.get("filters")
+        if group is not None:
+            if not isinstance(group, dict) or {"mode", "filters", "filterGroups"} - set(group):
+                raise GraphQLError(
+                    "filters: a FilterGroup needs mode, filters and filterGroups", "GRAPHQL_VALIDATION_FAILED"
+                )
+            if group["mode"] != "and" or group["filterGroups"]:
+                raise GraphQLError("the double answers `statuses` with one `and` group of filters")
+            for flt in group["filters"]:
+                keys = flt.get("key")
+                keys = [keys] if isinstance(keys, str) else list(keys or [])  # a list input takes one item
+                if keys not in (["type"], ["scope"]) or flt.get("operator", "eq") != "eq":
+                    raise GraphQLError(f"the double does not implement the statuses filter {keys!r}")
+                wanted[keys[0]] = {str(v) for v in flt.get("values") or []}
+        if variables.get("scope") is not None:
+            wanted["scope"] = {str(variables["scope"])}
+        with self._lock:
+            found = [
+                dict(st) for st in self._statuses
+                if all(str(st[key]) in values for key, values in wanted.items())
+            ]  # fmt: skip
+        key = variables.get("orderBy") or "order"
+        found.sort(key=lambda st: (st["type"], st["order"]) if key in ("type", "_score") else st["order"])
+        if variables.get("orderMode") == "desc":
+            found.reverse()
+        first = int(variables.get("first") or 25)
+        return {
+            "statuses": {
+                "edges": [{"cursor": str(i), "node": st} for i, st in enumerate(found[:first])],
+                "pageInfo": {
+                    "startCursor": None,
+                    "endCursor": None,
+                    "hasNextPage": len(found) > first,
+                    "hasPreviousPage": False,
+                    "globalCount": len(found),
+                },
+            }
+        }
 
     def _indicators_query(self, variables: dict[str, Any]) -> dict[str, Any]:
         """`indicators` filtered by `regardingOf` (the only filter implemented): the indicators at the other

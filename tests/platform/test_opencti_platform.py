@@ -677,3 +677,26 @@ def test_indicators_based_on_come_from_the_platform_as_stix(opencti: OpenCTIDoub
     opencti.fail_next("indicators", "lookup refused")
     with pytest.raises(RemoteError, match="lookup refused"):
         platform.indicators_based_on(ipv4["id"])
+
+
+# ---------------------------------------------------------------------------- workflow
+
+
+def test_workflow_statuses_are_read_per_entity_type(opencti: OpenCTIDouble, connect: Connect) -> None:
+    platform = connect(opencti)
+    assert platform.workflow_statuses("Incident") == {}  # a new platform has a workflow for reports only
+    ids = opencti.add_workflow("Incident", ["NEW", "IN_PROGRESS", "Triaged", "CLOSED"], disabled=["Triaged"])
+    opencti.add_workflow("Incident", ["PENDING"], scope="REQUEST_ACCESS")
+    opencti.add_workflow("Case-Incident", ["NEW"])
+    statuses = platform.workflow_statuses("Incident")
+    assert statuses == {"NEW": ids["NEW"], "IN_PROGRESS": ids["IN_PROGRESS"], "CLOSED": ids["CLOSED"]}
+    assert list(statuses) == ["NEW", "IN_PROGRESS", "CLOSED"]  # in workflow order
+    [call] = [c for c in opencti.calls if c.field == "statuses"][-1:]
+    assert call.variables["filters"]["filters"] == [{"key": ["type"], "values": ["Incident"]}]
+
+
+def test_an_unreadable_workflow_is_a_remote_error(opencti: OpenCTIDouble, connect: Connect) -> None:
+    platform = connect(opencti)
+    opencti.fail_next("statuses", "access denied")
+    with pytest.raises(RemoteError, match="Incident workflow"):
+        platform.workflow_statuses("Incident")

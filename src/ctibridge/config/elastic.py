@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ctibridge.config.base import ConnectorConfig, SettingsGroup
-from ctibridge.config.types import CommaList, LowerCommaList, TlpLevel, UtcDatetime
+from ctibridge.config.types import CommaList, LowerCommaList, StatusMap, TlpLevel, UtcDatetime
 from ctibridge.stix.markings import Tlp
 
 ALERT_STATUSES = {"open", "acknowledged", "closed", "in-progress"}
@@ -63,6 +63,27 @@ class ElasticIncidentsSettings(ElasticConnection):
     alerts_index: str = ".alerts-security.alerts-*"
     page_size: int = Field(default=500, ge=1, le=10_000)
     tlp: TlpLevel = Tlp.AMBER
+    # Elastic workflow status -> OpenCTI status (a status template name in the entity's workflow).
+    alert_status_mapping: StatusMap = Field(
+        default_factory=lambda: {
+            "open": "NEW", "acknowledged": "IN_PROGRESS", "in-progress": "IN_PROGRESS", "closed": "CLOSED"
+        }
+    )  # fmt: skip
+    case_status_mapping: StatusMap = Field(
+        default_factory=lambda: {"open": "NEW", "in-progress": "IN_PROGRESS", "closed": "CLOSED"}
+    )
+
+    @field_validator("alert_status_mapping")
+    @classmethod
+    def _known_alert_mapping(cls, value: dict[str, str]) -> dict[str, str]:
+        _known(list(value), ALERT_STATUSES)
+        return value
+
+    @field_validator("case_status_mapping")
+    @classmethod
+    def _known_case_mapping(cls, value: dict[str, str]) -> dict[str, str]:
+        _known(list(value), CASE_STATUSES)
+        return value
 
     @field_validator("alert_statuses")
     @classmethod

@@ -112,7 +112,36 @@ def _lower_items(items: list[str]) -> list[str]:
     return [item.lower() for item in items]
 
 
+def parse_status_map(value: Any) -> Any:
+    """`siem-status:OPENCTI_STATUS` pairs, comma-separated (or a JSON object); `none` maps nothing.
+
+    SIEM statuses are matched in lower case, OpenCTI status names as the platform spells them, so
+    both sides are kept as written here and compared case-insensitively where they are used.
+    """
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            loaded = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError("not a valid JSON object") from exc
+        if not isinstance(loaded, dict):
+            raise ValueError("expected a JSON object of status names")
+        pairs = list(loaded.items())
+    elif isinstance(value, str) and value.strip().lower() in ("none", "false"):
+        return {}
+    else:
+        pairs = []
+        for item in split_list(value):
+            siem, sep, opencti = item.partition(":")
+            if not sep or not siem.strip() or not opencti.strip():
+                raise ValueError("expected siem-status:OPENCTI_STATUS pairs, comma-separated")
+            pairs.append((siem, opencti))
+    return {str(siem).strip().lower(): str(opencti).strip() for siem, opencti in pairs}
+
+
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+StatusMap = Annotated[dict[str, str], NoDecode, BeforeValidator(parse_status_map)]
 LowerCommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list), AfterValidator(_lower_items)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
 UtcDatetime = Annotated[datetime, BeforeValidator(parse_datetime)]

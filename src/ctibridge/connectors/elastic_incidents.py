@@ -16,6 +16,7 @@ from ctibridge.config.elastic import ElasticIncidentsConfig, ElasticIncidentsSet
 from ctibridge.config.types import parse_datetime
 from ctibridge.errors import InputError
 from ctibridge.platform.base import Platform, Work
+from ctibridge.platform.workflow import WorkflowResolver
 from ctibridge.siem.elastic.alerts import SOURCE, AlertMapper
 from ctibridge.siem.elastic.cases import CaseMapper, alert_ids_of
 from ctibridge.siem.elastic.client import AlertReader, KibanaCases, build_elasticsearch
@@ -47,6 +48,10 @@ class ElasticIncidentsConnector:
         self.builder = StixBuilder(author_name=SOURCE, tlp=settings.tlp)
         self.alert_mapper = AlertMapper(settings.kibana_base_url, settings.kibana_space)
         self.case_mapper = CaseMapper(settings.kibana_base_url, settings.kibana_space, self.alert_mapper)
+        wanted = {"incident": settings.alert_status_mapping}  # alerts of cases are incidents too
+        if settings.import_cases:
+            wanted["case-incident"] = settings.case_status_mapping
+        self.workflow = WorkflowResolver(platform, wanted)
 
     def run(self) -> None:
         self.platform.schedule(self.process, self.period)
@@ -54,6 +59,7 @@ class ElasticIncidentsConnector:
     def process(self) -> None:
         state = dict(self.platform.get_state())
         started = self.now()
+        self.builder.workflow_ids = self.workflow.resolve()
         with self.platform.work(f"Elastic Security import {started:%Y-%m-%d %H:%M:%S}") as work:
             if self.settings.import_alerts:
                 self._import_alerts(work, state, started)

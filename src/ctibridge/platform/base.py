@@ -106,6 +106,14 @@ class Platform(abc.ABC):
         """
         return []
 
+    def workflow_statuses(self, entity_type: str) -> dict[str, str] | None:
+        """The statuses of the platform's workflow for `entity_type` (`Incident`, `Case-Incident`): status
+        id by its template's name in upper case, in workflow order; empty when that type has no workflow.
+
+        None from platforms that have no workflows at all (files): objects then carry no status.
+        """
+        return None
+
     def ensure_vocabulary(self, category: str, names: Sequence[str]) -> None:
         """Make `names` exist in the open vocabulary `category` (e.g. pattern types `pattern_type_ov`).
 

@@ -49,6 +49,16 @@ from ctibridge.platform.base import (
 )
 
 logger = logging.getLogger(__name__)
+WORKFLOW_STATUS_LIMIT = 200  # a workflow has a handful of statuses; OpenCTI pages at 500 at most
+WORKFLOW_STATUSES_QUERY = """
+query WorkflowStatuses(
+  $first: Int, $orderBy: StatusOrdering, $orderMode: OrderingMode, $filters: FilterGroup
+) {
+  statuses(first: $first, orderBy: $orderBy, orderMode: $orderMode, filters: $filters) {
+    edges { node { id type order disabled scope template { id name } } }
+  }
+}
+"""
 
 QUEUE_PROTOCOLS = ("amqp", "api")
 STREAM_POSITION_KEY = "start_from"
@@ -645,6 +655,45 @@ class OpenCTIPlatform(Platform):
         return [obj for obj in found if isinstance(obj, dict) and obj.get("type") == "indicator"]
 
     # ------------------------------------------------------------------ shutdown
+
+    # ------------------------------------------------------------------ workflow
+
+    def workflow_statuses(self, entity_type: str) -> dict[str, str]:
+        """The entity type's workflow, from the `statuses` query filtered on `type` (no pycti call exists).
+
+        Statuses of another scope (request access) or disabled ones are left out. A failure raises
+        `RemoteError`; the caller decides what a missing workflow costs.
+        """
+        variables = {
+            "first": WORKFLOW_STATUS_LIMIT,
+            "orderBy": "order",
+            "orderMode": "asc",
+            "filters": {
+                "mode": "and",
+                "filters": [{"key": ["type"], "values": [entity_type]}],
+                "filterGroups": [],
+            },
+        }
+        try:
+            answer = self._helper.api.query(WORKFLOW_STATUSES_QUERY, variables)
+            edges = answer["data"]["statuses"]["edges"]
+        except Exception as exc:
+            raise RemoteError(
+                "OpenCTI", f"could not read the {entity_type} workflow: {_error_message(exc)}"
+            ) from exc
+        statuses: dict[str, str] = {}
+        for edge in edges or []:
+            node = (edge or {}).get("node") or {}
+            name = ((node.get("template") or {}).get("name") or "").strip().upper()
+            if (
+                node.get("type") == entity_type
+                and node.get("scope") in (None, "GLOBAL")
+                and not node.get("disabled")
+                and name
+                and node.get("id")
+            ):
+                statuses.setdefault(name, str(node["id"]))
+        return statuses
 
     # ------------------------------------------------------------------ vocabularies
 

@@ -71,6 +71,9 @@ class StixBuilder:
         self.marking_refs = [tlp.marking_id]
         self.author = self.identity(author_name, author_class, author_description, authored=False)
         self.author_id: str = self.author["id"]
+        # OpenCTI workflow status ids by STIX type, then by the SIEM's own status in lower case; set by
+        # a connector that looked them up in the platform (offline there is no workflow to point into).
+        self.workflow_ids: dict[str, dict[str, str]] = {}
         # Hosts, techniques and observables recur across alerts; their objects are built once. Per
         # builder: a process-wide cache would keep every builder alive.
         self._memo: dict[object, Any] = {}
@@ -148,6 +151,7 @@ class StixBuilder:
         modified: datetime | None = None,
         labels: Sequence[str] = (),
         links: Iterable[Link] = (),
+        status: str | None = None,
     ) -> StixDict:
         created_text = format_time(created)
         obj = self._sdo("incident", ids.incident_id(name, created_text), created_text, _time(modified))
@@ -170,7 +174,17 @@ class StixBuilder:
         references = [self.external_reference(link) for link in links]
         if references:
             obj["external_references"] = references
+        if status and self.workflow_ids:
+            self._set_workflow(obj, status)
         return obj
+
+    def _set_workflow(self, obj: StixDict, status: str) -> None:
+        """The OpenCTI status the SIEM status maps to: OpenCTI upserts it, so a re-sent object follows."""
+        if type(status) is not str:
+            return
+        workflow_id = self.workflow_ids.get(obj["type"], {}).get(status.strip().lower())
+        if workflow_id:
+            obj["x_opencti_workflow_id"] = workflow_id
 
     def case_incident(
         self,
@@ -185,6 +199,7 @@ class StixBuilder:
         links: Iterable[Link] = (),
         object_refs: Sequence[str] = (),
         response_types: Sequence[str] = (),
+        status: str | None = None,
     ) -> StixDict:
         created_text = format_time(created)
         obj = self._sdo(
@@ -199,6 +214,8 @@ class StixBuilder:
         _put(obj, "external_references", [self.external_reference(link) for link in links])
         # A case with no refs is valid in OpenCTI; the STIX schema for containers wants at least one.
         obj["object_refs"] = _unique(object_refs) or [self.author_id]
+        if status and self.workflow_ids:
+            self._set_workflow(obj, status)
         return obj
 
     def attack_pattern(self, technique: Technique) -> StixDict:
@@ -547,6 +564,7 @@ class StixBuilder:
             modified=alert.updated,
             labels=alert.tags,
             links=alert.links,
+            status=alert.status,
         )
         incident_id = incident["id"]
         # Each object once, in first-seen order: `seen` maps ids to objects, and its values are the result.
@@ -601,6 +619,7 @@ class StixBuilder:
             links=case.links,
             object_refs=refs,
             response_types=case.response_types,
+            status=case.status,
         )
         notes = [
             self.note(
