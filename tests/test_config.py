@@ -253,3 +253,23 @@ def test_status_mappings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(problems) == {"ELASTIC_SECURITY_ALERT_STATUS_MAPPING", "ELASTIC_SECURITY_CASE_STATUS_MAPPING"}
     assert "resolved" in problems["ELASTIC_SECURITY_ALERT_STATUS_MAPPING"]
     assert "pairs" in problems["ELASTIC_SECURITY_CASE_STATUS_MAPPING"]
+
+
+def test_sentinel_status_mappings_take_graph_spellings(monkeypatch: pytest.MonkeyPatch) -> None:
+    setenv(
+        monkeypatch,
+        {
+            **BASE,
+            "SENTINEL_INCIDENTS_TENANT_ID": "t",
+            "SENTINEL_INCIDENTS_CLIENT_ID": "c",
+            "SENTINEL_INCIDENTS_CLIENT_SECRET": "s",
+            "SENTINEL_INCIDENTS_INCIDENT_STATUS_MAPPING": "active:NEW,awaitingAction:PENDING",
+        },
+    )
+    settings = SentinelIncidentsConfig.load().sentinel_incidents
+    assert settings.incident_status_mapping == {"active": "NEW", "awaitingaction": "PENDING"}
+    assert settings.alert_status_mapping["inprogress"] == "IN_PROGRESS"
+    monkeypatch.setenv("SENTINEL_INCIDENTS_ALERT_STATUS_MAPPING", "dismissed:CLOSED")
+    with pytest.raises(ConfigurationError) as info:
+        SentinelIncidentsConfig.load()
+    assert "dismissed" in info.value.problems["SENTINEL_INCIDENTS_ALERT_STATUS_MAPPING"]

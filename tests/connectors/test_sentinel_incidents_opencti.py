@@ -132,3 +132,35 @@ def test_a_throttled_run_slows_down_and_completes(
     state = opencti.connector(connector_id).parsed_state
     assert state == {"last_update": newest["lastUpdateDateTime"], "ids_at_last_update": at_newest}
     assert_valid_bundle(opencti.bundles(via="api")[-1].bundle)
+
+
+def test_case_and_incident_statuses_follow_graph(
+    graph: GraphDouble, opencti: OpenCTIDouble, connect: Any
+) -> None:
+    incidents = generate_incidents(60, seed=64, alerts_per_incident=2, evidence_per_alert=1)
+    load_into(graph, incidents)
+    cases = opencti.add_workflow("Case-Incident", ["NEW", "IN_PROGRESS", "CLOSED"])
+    alerts = opencti.add_workflow("Incident", ["NEW", "IN_PROGRESS", "CLOSED"])
+    run_once(graph, connect(opencti, protocol="api"))
+    case_status = {"active": "NEW", "inprogress": "IN_PROGRESS", "awaitingaction": "IN_PROGRESS",
+                   "resolved": "CLOSED"}  # fmt: skip
+    alert_status = {"new": "NEW", "inprogress": "IN_PROGRESS", "resolved": "CLOSED"}
+    by_id = {str(i["id"]): i for i in incidents}
+    alerts_by_id = {str(a["id"]): a for i in incidents for a in i.get("alerts") or []}
+    seen_cases: set[str] = set()
+    seen_alerts: set[str] = set()
+    for pushed in opencti.bundles(via="api"):
+        for obj in pushed.objects:
+            if obj["type"] == "case-incident":
+                status = str(by_id[obj["external_references"][0]["external_id"]]["status"]).lower()
+                expected = cases[case_status[status]] if status in case_status else None  # unknownFutureValue
+                assert obj.get("x_opencti_workflow_id") == expected, status
+                seen_cases.add(status)
+            elif obj["type"] == "incident":
+                alert = alerts_by_id[obj["external_references"][0]["external_id"]]
+                status = str(alert["status"]).lower()
+                assert obj.get("x_opencti_workflow_id") == (
+                    alerts[alert_status[status]] if status in alert_status else None
+                )
+                seen_alerts.add(status)
+    assert len(seen_cases) >= 3 and len(seen_alerts) >= 2, (seen_cases, seen_alerts)

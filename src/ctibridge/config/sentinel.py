@@ -8,8 +8,12 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ctibridge.config.base import ConnectorConfig, SettingsGroup
-from ctibridge.config.types import TlpLevel, UtcDatetime
+from ctibridge.config.types import StatusMap, TlpLevel, UtcDatetime
 from ctibridge.stix.markings import Tlp
+
+# Graph's security incidentStatus and alertStatus members, lower-cased as the mappings key them.
+INCIDENT_STATUSES = {"active", "inprogress", "awaitingaction", "resolved", "redirected"}
+ALERT_STATUSES = {"new", "inprogress", "resolved", "unknown"}
 
 
 class SentinelIncidentsSettings(SettingsGroup):
@@ -34,6 +38,28 @@ class SentinelIncidentsSettings(SettingsGroup):
     client_key: str | None = None
     request_timeout: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    # Graph status -> OpenCTI status in the workflow of the object it becomes (see docs).
+    incident_status_mapping: StatusMap = Field(
+        default_factory=lambda: {
+            "active": "NEW",
+            "inprogress": "IN_PROGRESS",
+            "awaitingaction": "IN_PROGRESS",
+            "resolved": "CLOSED",
+        }
+    )
+    alert_status_mapping: StatusMap = Field(
+        default_factory=lambda: {"new": "NEW", "inprogress": "IN_PROGRESS", "resolved": "CLOSED"}
+    )
+
+    @field_validator("incident_status_mapping")
+    @classmethod
+    def _known_incident_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        return _known(value, INCIDENT_STATUSES)
+
+    @field_validator("alert_status_mapping")
+    @classmethod
+    def _known_alert_statuses(cls, value: dict[str, str]) -> dict[str, str]:
+        return _known(value, ALERT_STATUSES)
 
     @field_validator("tenant_id", "client_id")
     @classmethod
@@ -58,6 +84,13 @@ class SentinelIncidentsSettings(SettingsGroup):
     @classmethod
     def _path(cls, value: str) -> str:
         return "/" + value.strip().lstrip("/")
+
+
+def _known(mapping: dict[str, str], allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise ValueError(f"unknown status {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+    return mapping
 
 
 class SentinelIncidentsConfig(ConnectorConfig):

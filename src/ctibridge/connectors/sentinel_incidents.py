@@ -19,6 +19,7 @@ from typing import Any
 from ctibridge.config.sentinel import SentinelIncidentsConfig, SentinelIncidentsSettings
 from ctibridge.errors import InputError, RemoteError
 from ctibridge.platform.base import Platform, Work
+from ctibridge.platform.workflow import WorkflowResolver
 from ctibridge.siem.microsoft.client import GraphIncidents, IncidentPage, graph_literal, graph_ticks
 from ctibridge.siem.microsoft.incidents import SOURCE, IncidentMapper, build_incident, skipped_summary
 from ctibridge.stix.builder import StixBuilder, StixDict
@@ -46,6 +47,10 @@ class SentinelIncidentsConnector:
         self.now = now or (lambda: datetime.now(UTC))
         self.builder = StixBuilder(author_name=SOURCE, tlp=settings.tlp)
         self.mapper = IncidentMapper(settings.target_product)
+        self.workflow = WorkflowResolver(
+            platform,
+            {"case-incident": settings.incident_status_mapping, "incident": settings.alert_status_mapping},
+        )
 
     def run(self) -> None:
         self.platform.schedule(self.process, self.period)
@@ -55,6 +60,7 @@ class SentinelIncidentsConnector:
         since: str = state.get("last_update") or graph_literal(self.settings.import_start_date)
         seen = set(state.get("ids_at_last_update") or [])
         self.mapper.skipped.clear()
+        self.builder.workflow_ids = self.workflow.resolve()
         delivered = 0
         with self.platform.work(f"Microsoft Graph incidents import {self.now():%Y-%m-%d %H:%M:%S}") as work:
             query_since = since
