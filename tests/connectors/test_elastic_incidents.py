@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -464,3 +464,54 @@ def test_a_dry_run_sends_no_status_and_warns_of_no_workflow(
     incidents = [o for o in delivered(tmp_path) if o["type"] == "incident"]
     assert len(incidents) == 20 and not any("x_opencti_workflow_id" in o for o in incidents)
     assert "workflow" not in caplog.text
+
+
+def test_alerts_still_settling_are_left_for_the_next_run(elastic: ElasticDouble, tmp_path: Path) -> None:
+    def stamp(doc: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+
+    docs = sorted(generate_alerts(60, seed=15), key=stamp)
+    late = docs.pop()  # stamped last, but searchable only after the first run (a slow bulk write)
+    load_into(elastic, INDEX, docs)
+    platform = FilePlatform(tmp_path)
+    clock = iter([stamp(late) + timedelta(seconds=30), stamp(late) + timedelta(days=1)])
+    connector = connector_for(elastic, platform, settle_seconds=1800)
+    connector.now = lambda: next(clock)
+
+    connector.process()
+    horizon = stamp(late) + timedelta(seconds=30 - 1800)
+    first = incident_alert_ids(delivered(tmp_path))
+    assert set(first) == {alert_id(d) for d in docs if stamp(d) < horizon}
+    assert 0 < len(first) < len(docs)  # the newest half hour was left alone
+
+    load_into(elastic, INDEX, [late])
+    connector.process()
+    every = incident_alert_ids(delivered(tmp_path))  # status re-sends of the second run included
+    assert set(every) == {alert_id(d) for d in [*docs, late]}, "the late alert arrived too"
+
+
+def test_a_status_change_still_settling_is_left_for_the_next_run(
+    elastic: ElasticDouble, tmp_path: Path
+) -> None:
+    docs = list(generate_alerts(30, seed=16))
+    load_into(elastic, INDEX, docs)
+    platform = FilePlatform(tmp_path)
+    day = datetime(2025, 6, 1, tzinfo=UTC)
+    clock = iter([day, day + timedelta(hours=1), day + timedelta(hours=2)])
+    connector = connector_for(elastic, platform, settle_seconds=600)
+    connector.now = lambda: next(clock)
+    connector.process()
+    target = docs[0]
+    # Changed 5 minutes before the second run: inside its settle window, so left for the third.
+    changed = {
+        **target,
+        "kibana.alert.workflow_status": "closed",
+        "kibana.alert.workflow_status_updated_at": (day + timedelta(minutes=55)).isoformat(),
+    }
+    load_into(elastic, INDEX, [changed])
+    for run in (2, 3):
+        for path in tmp_path.glob("work-*.json"):
+            path.unlink()
+        connector.process()
+        sent = incident_alert_ids(delivered(tmp_path))
+        assert sent == ([] if run == 2 else [alert_id(target)]), run

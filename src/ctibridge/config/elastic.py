@@ -62,6 +62,9 @@ class ElasticIncidentsSettings(ElasticConnection):
     case_statuses: LowerCommaList = Field(default_factory=list)
     alerts_index: str = ".alerts-security.alerts-*"
     page_size: int = Field(default=500, ge=1, le=10_000)
+    # Alerts are searchable a moment after their @timestamp (bulk write, index refresh): a run reads up to
+    # this many seconds before its start, so the checkpoint never passes an alert still on its way.
+    settle_seconds: int = Field(default=120, ge=0, le=86_400)
     tlp: TlpLevel = Tlp.AMBER
     # Elastic workflow status -> OpenCTI status (a status template name in the entity's workflow).
     alert_status_mapping: StatusMap = Field(

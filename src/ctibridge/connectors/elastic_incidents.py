@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ctibridge.config.elastic import ElasticIncidentsConfig, ElasticIncidentsSettings
@@ -85,8 +85,9 @@ class ElasticIncidentsConnector:
 
     def _import_alerts(self, work: Work, state: dict[str, Any], started: datetime) -> None:
         s = self.settings
+        horizon = started - timedelta(seconds=s.settle_seconds)
         query = self.alerts.query(
-            since=s.import_start_date, statuses=s.alert_statuses, rule_tags=s.alert_rule_tags
+            since=s.import_start_date, until=horizon, statuses=s.alert_statuses, rule_tags=s.alert_rule_tags
         )
         count = 0
         for page in self.alerts.pages(query, state.get("alerts_after")):
@@ -102,14 +103,14 @@ class ElasticIncidentsConnector:
             since = parse_datetime(checked)
             query = self.alerts.query(
                 since=s.import_start_date, statuses=s.alert_statuses, rule_tags=s.alert_rule_tags,
-                status_changed_since=since,
+                status_changed_since=since, until=horizon,
             )  # fmt: skip
             changed = 0
             for page in self.alerts.pages(query):
                 self._deliver(work, self._map_alerts(page.hits))
                 changed += len(page.hits)
             log.info("re-sent alerts with a changed status", extra={"alerts": changed})
-        state["status_checked_at"] = started.isoformat()
+        state["status_checked_at"] = horizon.isoformat()
         self.platform.set_state(state)
 
     # ------------------------------------------------------------------ cases

@@ -116,18 +116,25 @@ class AlertReader:
         statuses: Sequence[str] = (),
         rule_tags: Sequence[str] = (),
         status_changed_since: datetime | None = None,
+        until: datetime | None = None,
     ) -> dict[str, Any]:
+        """The alert filter. `until` bounds `@timestamp` (and, in a status pass, the status change time)
+        from above, so a run leaves the newest moments alone until everything stamped in them is visible."""
         filters: list[dict[str, Any]] = []
-        if since is not None:
-            filters.append({"range": {"@timestamp": {"gte": since.isoformat()}}})
         if status_changed_since is not None:
-            filters.append(
-                {
-                    "range": {
-                        "kibana.alert.workflow_status_updated_at": {"gt": status_changed_since.isoformat()}
-                    }
-                }
-            )
+            if since is not None:
+                filters.append({"range": {"@timestamp": {"gte": since.isoformat()}}})
+            changed: dict[str, str] = {"gt": status_changed_since.isoformat()}
+            if until is not None:
+                changed["lte"] = until.isoformat()
+            filters.append({"range": {"kibana.alert.workflow_status_updated_at": changed}})
+        elif since is not None or until is not None:
+            stamped: dict[str, str] = {}
+            if since is not None:
+                stamped["gte"] = since.isoformat()
+            if until is not None:
+                stamped["lt"] = until.isoformat()
+            filters.append({"range": {"@timestamp": stamped}})
         if statuses:
             filters.append({"terms": {"kibana.alert.workflow_status": list(statuses)}})
         if rule_tags:
