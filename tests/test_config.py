@@ -273,3 +273,21 @@ def test_sentinel_status_mappings_take_graph_spellings(monkeypatch: pytest.Monke
     with pytest.raises(ConfigurationError) as info:
         SentinelIncidentsConfig.load()
     assert "dismissed" in info.value.problems["SENTINEL_INCIDENTS_ALERT_STATUS_MAPPING"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"open": null}',
+        '{"open": ""}',
+        '{"open": ["NEW"]}',
+        "open:NEW,OPEN:CLOSED",
+        '["open", "NEW"]',
+        ":NEW",
+    ],
+)
+def test_bad_status_mappings_are_refused(text: str) -> None:
+    from ctibridge.config.types import parse_status_map
+
+    with pytest.raises(ValueError):
+        parse_status_map(text)

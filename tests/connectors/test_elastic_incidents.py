@@ -456,7 +456,7 @@ def test_attached_alerts_come_from_the_case_where_kibana_lacks_the_alerts_endpoi
     assert _attached(cases) and _case_refs_to_incidents(delivered(tmp_path)) == _attached(cases)
 
 
-def test_a_dry_run_sends_no_status_and_warns_of_no_workflow(
+def test_a_dry_run_sends_no_status_and_says_nothing_of_workflows(
     elastic: ElasticDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     load_into(elastic, INDEX, generate_alerts(20, seed=14))

@@ -137,7 +137,15 @@ def parse_status_map(value: Any) -> Any:
             if not sep or not siem.strip() or not opencti.strip():
                 raise ValueError("expected siem-status:OPENCTI_STATUS pairs, comma-separated")
             pairs.append((siem, opencti))
-    return {str(siem).strip().lower(): str(opencti).strip() for siem, opencti in pairs}
+    mapping: dict[str, str] = {}
+    for siem, opencti in pairs:
+        if not (isinstance(siem, str) and siem.strip() and isinstance(opencti, str) and opencti.strip()):
+            raise ValueError("each status and the OpenCTI status it maps to must be non-empty text")
+        key = siem.strip().lower()
+        if key in mapping:
+            raise ValueError(f"status {key} is mapped twice")
+        mapping[key] = opencti.strip()
+    return mapping
 
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]

@@ -199,12 +199,14 @@ class _OpenCTIWork(Work):
         self.id: str | None = None
         self.name = name
         self.opened = False
+        self.tried = False  # an open was attempted (a failed one may still have created the work)
         self._platform = platform
         self.objects_sent = 0
         self.bundles_sent = 0
 
     def open(self) -> None:
         helper = self._platform._helper
+        self.tried = True
         try:
             self.id = helper.api.work.initiate_work(helper.connect_id, self.name, is_multipart=True)
         except Exception as exc:
@@ -418,13 +420,18 @@ class OpenCTIPlatform(Platform):
         try:
             yield work
         except BaseException as exc:
-            try:
-                if not work.opened:
+            # A failure before anything was sent still gets a work, so it shows in the platform; not an
+            # interrupt (a stop is no failure), and not after an open that failed (it may have made one).
+            if not work.tried and isinstance(exc, Exception):
+                try:
                     work.open()
-                if work.id is not None:
+                except DeliveryError:
+                    logger.exception("could not open a work to mark %r in error", name)
+            if work.opened and work.id is not None:
+                try:
                     helper.api.work.to_processed(work.id, _error_message(exc), in_error=True)
-            except Exception:
-                logger.exception("could not mark work %r in error", name)
+                except Exception:
+                    logger.exception("could not mark work %r in error", name)
             raise
         if not work.opened:
             logger.info("nothing new to send: no work opened", extra={"work_name": name})
@@ -682,17 +689,22 @@ class OpenCTIPlatform(Platform):
                 "OpenCTI", f"could not read the {entity_type} workflow: {_error_message(exc)}"
             ) from exc
         statuses: dict[str, str] = {}
-        for edge in edges or []:
-            node = (edge or {}).get("node") or {}
-            name = ((node.get("template") or {}).get("name") or "").strip().upper()
+        for edge in edges if isinstance(edges, list) else []:
+            node = edge.get("node") if isinstance(edge, dict) else None
+            if not isinstance(node, dict):
+                continue
+            template = node.get("template")
+            name = template.get("name") if isinstance(template, dict) else None
+            status_id = node.get("id")
             if (
-                node.get("type") == entity_type
+                isinstance(name, str)
+                and name.strip()
+                and isinstance(status_id, str)
+                and node.get("type") == entity_type
                 and node.get("scope") in (None, "GLOBAL")
                 and not node.get("disabled")
-                and name
-                and node.get("id")
             ):
-                statuses.setdefault(name, str(node["id"]))
+                statuses.setdefault(name.strip().upper(), status_id)
         return statuses
 
     # ------------------------------------------------------------------ vocabularies
