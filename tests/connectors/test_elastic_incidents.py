@@ -515,3 +515,23 @@ def test_a_status_change_still_settling_is_left_for_the_next_run(
         connector.process()
         sent = incident_alert_ids(delivered(tmp_path))
         assert sent == ([] if run == 2 else [alert_id(target)]), run
+
+
+def test_a_point_in_time_expiring_during_delivery_is_reopened_without_loss(
+    elastic: ElasticDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = list(generate_alerts(1_600, seed=17))
+    load_into(elastic, INDEX, docs)
+    connector = connector_for(elastic, FilePlatform(tmp_path, chunk_size=50_000))
+    deliver = connector._deliver
+
+    def slow_delivery(work: Any, groups: Any) -> int:
+        sent = deliver(work, groups)
+        elastic.es.expire_pits()  # the page took longer to deliver than the keep-alive
+        return sent
+
+    connector._deliver = slow_delivery  # type: ignore[method-assign]
+    connector.process()
+    received = incident_alert_ids(delivered(tmp_path))
+    assert len(received) == 1_600 and set(received) == {alert_id(d) for d in docs}
+    assert caplog.text.count("point in time expired") == 3  # after each of the first three pages

@@ -59,6 +59,8 @@ def with_retries(
             return call()
         except ApiError as exc:
             reason = _reason(exc.body, exc.message)
+            if exc.meta.status == 404 and "search_context_missing_exception" in _error_types(exc.body):
+                raise PointInTimeGone(service, reason, 404) from None
             if exc.meta.status not in RETRYABLE_STATUS:
                 raise RemoteError(service, reason, exc.meta.status) from None
             wait = retry_after_seconds(exc.meta.headers.get("retry-after"))
@@ -69,6 +71,25 @@ def with_retries(
     return retry(attempt, service=service, attempts=attempts, sleep=sleep)
 
 
+class PointInTimeGone(RemoteError):
+    """The point in time expired (its keep-alive passed between two pages) or its node went away."""
+
+
+def _error_types(body: Any) -> set[str]:
+    """Every `type` in an Elasticsearch error body: the error, its root causes, causes and failed shards."""
+    found: set[str] = set()
+    stack = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            if isinstance(item.get("type"), str):
+                found.add(item["type"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
 def _reason(body: Any, default: str) -> str:
     if isinstance(body, Mapping):
         error = body.get("error")
@@ -77,6 +98,10 @@ def _reason(body: Any, default: str) -> str:
         if body.get("message"):
             return str(body["message"])
     return default
+
+
+PIT_KEEP_ALIVE = "5m"  # renewed by every page; it must outlast the delivery of one page to OpenCTI
+PIT_REOPENINGS = 3  # in a row without a page in between: then the run fails and resumes next time
 
 
 @dataclass(frozen=True)
@@ -142,10 +167,26 @@ class AlertReader:
         return {"bool": {"filter": filters}} if filters else {"match_all": {}}
 
     def pages(self, query: Mapping[str, Any], search_after: list[Any] | None = None) -> Iterator[AlertPage]:
-        pit_id = self._retry(lambda: self.es.open_point_in_time(index=self.index, keep_alive="2m"))["id"]
+        """Pages after `search_after` (our own sort keys). A point in time that expires between pages (the
+        caller took longer than its keep-alive to deliver one) is reopened, and paging goes on after the
+        last page yielded: a newer snapshot, the same order, nothing skipped."""
+        resume_after = search_after
+        pit_id = self._open_pit()
+        reopened = 0
         try:
             while True:
-                response = self._retry(partial(self._search_page, query, pit_id, search_after))
+                try:
+                    response = self._retry(partial(self._search_page, query, pit_id, search_after))
+                except PointInTimeGone:
+                    if reopened >= PIT_REOPENINGS:
+                        raise
+                    reopened += 1
+                    log.warning(
+                        "point in time expired between two pages; reopened, resuming after the last page"
+                    )
+                    pit_id = self._open_pit()
+                    search_after = resume_after
+                    continue
                 pit_id = response.get("pit_id") or pit_id
                 hits = response["hits"]["hits"]
                 if not hits:
@@ -157,7 +198,9 @@ class AlertReader:
                 # `_shard_doc`); the checkpoint keeps only our own keys, as `_shard_doc` values mean
                 # nothing to the next run's PIT.
                 search_after = hits[-1]["sort"]
-                yield AlertPage(documents, search_after[: len(ALERT_SORT)])
+                resume_after = search_after[: len(ALERT_SORT)]
+                reopened = 0
+                yield AlertPage(documents, resume_after)
                 if len(hits) < self.page_size:
                     return
         finally:
@@ -166,12 +209,16 @@ class AlertReader:
             except (ApiError, TransportError):
                 log.debug("could not close point in time", exc_info=True)
 
+    def _open_pit(self) -> str:
+        answer = self._retry(lambda: self.es.open_point_in_time(index=self.index, keep_alive=PIT_KEEP_ALIVE))
+        return str(answer["id"])
+
     def _search_page(self, query: Mapping[str, Any], pit_id: str, search_after: list[Any] | None) -> Any:
         return self.es.search(
             query=query,
             sort=ALERT_SORT,
             size=self.page_size,
-            pit={"id": pit_id, "keep_alive": "2m"},
+            pit={"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
             search_after=search_after,
             track_total_hits=False,
         )
