@@ -535,3 +535,29 @@ def test_a_point_in_time_expiring_during_delivery_is_reopened_without_loss(
     received = incident_alert_ids(delivered(tmp_path))
     assert len(received) == 1_600 and set(received) == {alert_id(d) for d in docs}
     assert caplog.text.count("point in time expired") == 3  # after each of the first three pages
+
+
+def test_status_changes_cover_every_imported_alert_after_the_start_date_moves(
+    elastic: ElasticDouble, tmp_path: Path
+) -> None:
+    docs = sorted(generate_alerts(30, seed=18), key=lambda d: d["@timestamp"])
+    load_into(elastic, INDEX, docs)
+    platform = FilePlatform(tmp_path)
+    day = datetime(2025, 6, 1, tzinfo=UTC)
+    first = connector_for(elastic, platform, import_start_date="2025-01-01")
+    first.now = lambda: day
+    first.process()
+    # A restart whose start date lies after the oldest alerts (the default, 7 days back, moves so).
+    target = docs[0]
+    changed = {
+        **target,
+        "kibana.alert.workflow_status": "closed",
+        "kibana.alert.workflow_status_updated_at": (day + timedelta(hours=1)).isoformat(),
+    }
+    load_into(elastic, INDEX, [changed])
+    for path in tmp_path.glob("work-*.json"):
+        path.unlink()
+    restarted = connector_for(elastic, platform, import_start_date=docs[-1]["@timestamp"])
+    restarted.now = lambda: day + timedelta(days=1)
+    restarted.process()
+    assert incident_alert_ids(delivered(tmp_path)) == [alert_id(target)]

@@ -86,6 +86,10 @@ class ElasticIncidentsConnector:
     def _import_alerts(self, work: Work, state: dict[str, Any], started: datetime) -> None:
         s = self.settings
         horizon = started - timedelta(seconds=s.settle_seconds)
+        # The start date the import began from, kept: the default (7 days back) moves at every restart,
+        # and the status pass must cover every alert imported, not only the last 7 days' of this process.
+        floor_text = state.setdefault("alerts_since", s.import_start_date.isoformat())
+        floor = parse_datetime(floor_text)
         query = self.alerts.query(
             since=s.import_start_date, until=horizon, statuses=s.alert_statuses, rule_tags=s.alert_rule_tags
         )
@@ -102,7 +106,7 @@ class ElasticIncidentsConnector:
         if checked and state.get("alerts_after"):
             since = parse_datetime(checked)
             query = self.alerts.query(
-                since=s.import_start_date, statuses=s.alert_statuses, rule_tags=s.alert_rule_tags,
+                since=floor, statuses=s.alert_statuses, rule_tags=s.alert_rule_tags,
                 status_changed_since=since, until=horizon,
             )  # fmt: skip
             changed = 0
