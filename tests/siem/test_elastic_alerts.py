@@ -255,3 +255,18 @@ def test_every_path_the_mapping_reads_is_in_its_field_set(mapper: AlertMapper) -
     for doc in docs:
         strict = mapper(EcsDocument(doc, only=FIELDS, strict=True), doc.get("_index"))
         assert strict == mapper(doc, doc.get("_index"))
+
+
+def test_the_process_user_is_the_alert_user_when_the_logins_agree(mapper: AlertMapper) -> None:
+    doc = alert(user={"name": "bob", "domain": "CORP", "id": "S-1-5-21-1"})
+    doc["process"] = {**doc["process"], "user": {"name": "bob"}}
+    mapped = mapper(doc)
+    [process] = [obs for obs in mapped.observables if isinstance(obs, Process)]
+    assert process.user is mapped.users[0]  # one account, with its id and domain
+    builder = StixBuilder(author_name="Elastic Security", tlp=Tlp.AMBER)
+    objects = builder.alert(mapped).objects
+    accounts = [o for o in objects if o["type"] == "user-account"]
+    assert len(accounts) == 1 and accounts[0]["user_id"] == "S-1-5-21-1"
+    doc["process"] = {**doc["process"], "user": {"name": "SYSTEM"}}
+    [process] = [obs for obs in mapper(doc).observables if isinstance(obs, Process)]
+    assert process.user is not None and process.user.account_login == "SYSTEM"

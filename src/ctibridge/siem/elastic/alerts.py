@@ -111,6 +111,7 @@ class AlertMapper:
             raise InputError(f"alert {alert_id} has no readable @timestamp")
         rule_name = first("kibana.alert.rule.name") or "Elastic Security alert"
         hosts = self._hosts(document)
+        users = self._users(document)
         where = f" on {hosts[0].name}" if hosts else ""
         risk = _float(first("kibana.alert.risk_score"))
         if risk is None:  # 0 is a score: only an absent or unreadable one falls back to the rule's
@@ -139,8 +140,8 @@ class AlertMapper:
             updated=_time(first("kibana.alert.workflow_status_updated_at")),
             tags=[str(tag) for tag in document.values("kibana.alert.rule.tags")],
             hosts=hosts,
-            users=self._users(document),
-            observables=self._observables(document),
+            users=users,
+            observables=self._observables(document, users[0] if users else None),
             techniques=self._techniques(document),
             links=self._links(document, str(alert_id), rule, index, created),
             raw_ref=f"{index or first('_index') or ''}/{alert_id}",
@@ -193,7 +194,7 @@ class AlertMapper:
             return [user] if user is not None else []
         return [user, target] if user is not None else [target]
 
-    def _observables(self, document: EcsDocument) -> list[o.Observable]:
+    def _observables(self, document: EcsDocument, user: o.UserAccount | None) -> list[o.Observable]:
         found: list[o.Observable | None] = []
         add = found.append
         first, values = document.first, document.values
@@ -209,7 +210,7 @@ class AlertMapper:
         add(self._file(document, "file"))
         add(self._file(document, "dll"))
         before_process = len(found)
-        process = self._process(document)
+        process = self._process(document, user=user)
         add(self._registry(document))
         source_port, destination_port = first("source.port"), first("destination.port")
         if source_port is not None and destination_port is not None:  # else no connection: skip the work
@@ -269,7 +270,15 @@ class AlertMapper:
             mime_type=first(paths["mime_type"]),
         )
 
-    def _process(self, document: EcsDocument, prefix: str = "process", depth: int = 0) -> o.Process | None:
+    def _process(
+        self,
+        document: EcsDocument,
+        prefix: str = "process",
+        depth: int = 0,
+        user: o.UserAccount | None = None,
+    ) -> o.Process | None:
+        """The process and its parent; `user` is the alert's user, the process's creator when the logins
+        agree (one account with its id and domain, not a second one known by login only)."""
         if not document.has_any(_UNDER[prefix]):
             return None
         first, paths = document.first, _PATHS[prefix]
@@ -284,8 +293,15 @@ class AlertMapper:
             cwd=first(paths["working_directory"]),
             created=_time(first(paths["start"])),
             parent=parent,
-            user=o.make_user(login=first(paths["user.name"])) if depth == 0 else None,
+            user=self._process_user(first(paths["user.name"]), user) if depth == 0 else None,
         )
+
+    @staticmethod
+    def _process_user(login: Any, user: o.UserAccount | None) -> o.UserAccount | None:
+        account = o.make_user(login=login)
+        if account is not None and user is not None and account.account_login == user.account_login:
+            return user
+        return account
 
     @staticmethod
     def _registry(document: EcsDocument) -> o.RegistryKey | None:
