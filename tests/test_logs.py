@@ -93,3 +93,36 @@ def test_text_format_fields_are_redacted() -> None:
         assert leaked not in line, leaked
     assert "detail='refused ***'" in line and "tried={'client': ['***', 'ok']}" in line
     assert "password=*** api_token=***" in line
+
+
+class _Opaque:
+    """A value JSON cannot encode, whose text carries a secret."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def test_json_lines_redact_secrets_that_json_escapes() -> None:
+    secret = 'js0n"sec\\ret'  # JSON writes both the quote and the backslash as escapes
+    register_secret(secret)
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    log = logging.getLogger("ctibridge.test")
+    try:
+        log.warning(f"refused {secret}", extra={"detail": [secret], "opaque": _Opaque(f"x {secret}"),
+                                                 "client_secret": "plain"})  # fmt: skip
+        try:
+            raise RuntimeError(f"bad {secret}")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        configure_logging("info", "text")
+    text = stream.getvalue()
+    for leaked in (secret, json.dumps(secret)[1:-1], "plain"):
+        assert leaked not in text, leaked
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["message"] == "refused ***" and first["detail"] == ["***"] and first["opaque"] == "x ***"
+    assert first["client_secret"] == "***" and "RuntimeError: bad ***" in second["error"]

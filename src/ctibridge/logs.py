@@ -96,6 +96,11 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def _redacted_text(value: Any) -> str:
+    """What JSON lines show of a value JSON cannot encode: its text, redacted before it is escaped."""
+    return redact(str(value))
+
+
 def _field_text(key: str, value: Any) -> str:
     if _SECRET_FIELD.search(key):
         return f"{key}={REDACTED}"
@@ -111,17 +116,19 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any `extra` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # Redacted before encoding, as for text lines: JSON writes a quote or backslash in a secret as an
+        # escape, which the search of the finished line would no longer find.
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         for key, value in _extra_fields(record):
-            entry[key] = value
+            entry[key] = REDACTED if _SECRET_FIELD.search(key) else _scrub(value)
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+            entry["error"] = redact(self.formatException(record.exc_info))
+        return redact(json.dumps(entry, default=_redacted_text, ensure_ascii=False))
 
 
 class TextFormatter(_RedactingFormatter):
