@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ctibridge.checks import probe_elastic, probe_opencti
+from ctibridge.checks import probe_elastic, probe_opencti, probe_workflow
 from ctibridge.config.base import OpenCTISettings
 from ctibridge.config.elastic import ElasticConnection
 from tests.doubles.elastic import ElasticDouble
@@ -69,3 +69,35 @@ def test_mutual_tls_with_a_client_certificate() -> None:
             }
         )
         assert all(r.ok for r in probe_elastic(mtls))
+
+
+def test_workflow_probe_reports_what_the_status_mapping_will_set(opencti: OpenCTIDouble) -> None:
+    settings = OpenCTISettings(url=opencti.url, token=opencti.token)
+    mapping = {"open": "NEW", "acknowledged": "In_Progress", "closed": "CLOSED"}
+    none = probe_workflow(settings, "Incident", mapping)
+    assert none.ok and "no Incident workflow" in none.reason
+    opencti.add_workflow("Incident", ["NEW", "IN_PROGRESS"])
+    some = probe_workflow(settings, "Incident", mapping)
+    assert some.ok and some.reason == "open→NEW, acknowledged→IN_PROGRESS; not in the workflow: CLOSED"
+    bad = probe_workflow(OpenCTISettings(url=opencti.url, token="wrong-token-value"), "Incident", mapping)
+    assert not bad.ok and "wrong-token-value" not in bad.reason
+
+
+def test_check_connect_lists_the_workflows_an_import_sets(
+    opencti: OpenCTIDouble, elastic: ElasticDouble
+) -> None:
+    from tests.test_cli import ctibridge
+
+    opencti.add_workflow("Case-Incident", ["NEW", "IN_PROGRESS", "CLOSED"])
+    env = {
+        "OPENCTI_URL": opencti.url,
+        "OPENCTI_TOKEN": opencti.token,
+        "CONNECTOR_ID": "5e2f2b0c-6a5e-4d8e-9d54-2f1f9f0e9a11",
+        "ELASTIC_SECURITY_URL": elastic.es.url,
+        "ELASTIC_SECURITY_KIBANA_URL": elastic.kibana.url,
+        "ELASTIC_SECURITY_API_KEY": elastic.api_key,
+    }
+    result = ctibridge("check", "elastic-incidents", "--connect", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "workflow Incident " in result.stdout and "no Incident workflow" in result.stdout
+    assert "open→NEW, in-progress→IN_PROGRESS, closed→CLOSED" in result.stdout

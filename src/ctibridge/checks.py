@@ -7,18 +7,19 @@ product behind the URL, a TLS problem and a rejected credential are told apart.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from ctibridge.config.base import ConnectorConfig, OpenCTISettings
-from ctibridge.config.elastic import ElasticConnection
+from ctibridge.config.elastic import ElasticConnection, ElasticIncidentsSettings
 from ctibridge.config.sentinel import SentinelIncidentsSettings
 from ctibridge.config.wazuh import WazuhOpenSearchSettings
 from ctibridge.logs import redact
 from ctibridge.net import tls_options
+from ctibridge.platform.workflow import WORKFLOW_STATUSES_QUERY, statuses_of, workflow_variables
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,14 @@ Probe = Callable[[httpx.Client], httpx.Response]
 
 
 def _run(
-    name: str, url: str, probe: Probe, check: Callable[[httpx.Response], str | None], **tls: Any
+    name: str,
+    url: str,
+    probe: Probe,
+    check: Callable[[httpx.Response], str | None],
+    describe: Callable[[httpx.Response], str] | None = None,
+    **tls: Any,
 ) -> ProbeResult:
+    """`check` names a problem with an answer; `describe` says what a good answer found, for the report."""
     try:
         with httpx.Client(timeout=10.0, **tls) as client:
             response = probe(client)
@@ -48,7 +55,9 @@ def _run(
         hint = check(response)  # often says why: another product answers at this URL
         return ProbeResult(name, url, False, f"HTTP {response.status_code}" + (f"; {hint}" if hint else ""))
     problem = check(response)
-    return ProbeResult(name, url, problem is None, problem or "")
+    if problem is None:
+        return ProbeResult(name, url, True, describe(response) if describe else "")
+    return ProbeResult(name, url, False, problem)
 
 
 def _json_has(*keys: str) -> Callable[[httpx.Response], str | None]:
@@ -82,6 +91,49 @@ def probe_opencti(settings: OpenCTISettings) -> ProbeResult:
 
     return _run(
         "opencti", url, lambda c: c.post(url, json=query, headers=headers), check, verify=settings.ssl_verify
+    )
+
+
+def probe_workflow(settings: OpenCTISettings, entity_type: str, mapping: Mapping[str, str]) -> ProbeResult:
+    """Which SIEM statuses will set a status in OpenCTI: the entity type's workflow against the mapping.
+
+    A missing workflow is no failure (objects then keep OpenCTI's default status); the report says so.
+    """
+    url = f"{settings.url}/graphql"
+    headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
+    query = {"query": WORKFLOW_STATUSES_QUERY, "variables": workflow_variables(entity_type)}
+
+    def edges(response: httpx.Response) -> Any:
+        body = response.json()
+        return body["data"]["statuses"]["edges"]
+
+    def check(response: httpx.Response) -> str | None:
+        try:
+            body = response.json()
+        except ValueError:
+            return "answered, but not with JSON: is this OpenCTI?"
+        if isinstance(body, dict) and body.get("errors"):
+            return redact(str(body["errors"][0].get("message", "GraphQL error")))
+        return _json_has("data", "statuses", "edges")(response)
+
+    def describe(response: httpx.Response) -> str:
+        statuses = statuses_of(edges(response), entity_type)
+        if not mapping:
+            return "no status mapping configured"
+        if not statuses:
+            return f"no {entity_type} workflow: objects keep OpenCTI's default status"
+        mapped = [f"{siem}→{name.upper()}" for siem, name in mapping.items() if name.upper() in statuses]
+        missing = sorted({name.upper() for name in mapping.values()} - set(statuses))
+        text = ", ".join(mapped) or "no mapped status"
+        return text + (f"; not in the workflow: {', '.join(missing)}" if missing else "")
+
+    return _run(
+        f"workflow {entity_type}",
+        url,
+        lambda c: c.post(url, json=query, headers=headers),
+        check,
+        describe,
+        verify=settings.ssl_verify,
     )
 
 
@@ -133,7 +185,11 @@ def probe_opensearch(settings: WazuhOpenSearchSettings) -> ProbeResult:
 
 
 def probe_endpoints(config: ConnectorConfig) -> Iterator[ProbeResult]:
-    yield probe_opencti(config.opencti)
+    opencti = probe_opencti(config.opencti)
+    yield opencti
+    if opencti.ok:
+        for entity_type, mapping in _status_mappings(config):
+            yield probe_workflow(config.opencti, entity_type, mapping)
     for field_name in config.groups():
         group = getattr(config, field_name)
         if isinstance(group, ElasticConnection):
@@ -142,3 +198,18 @@ def probe_endpoints(config: ConnectorConfig) -> Iterator[ProbeResult]:
             yield probe_graph(group)
         elif isinstance(group, WazuhOpenSearchSettings):
             yield probe_opensearch(group)
+
+
+def _status_mappings(config: ConnectorConfig) -> list[tuple[str, Mapping[str, str]]]:
+    """The workflows an import connector sets statuses in, with the mapping it uses for each."""
+    found: list[tuple[str, Mapping[str, str]]] = []
+    for field_name in config.groups():
+        group = getattr(config, field_name)
+        if isinstance(group, ElasticIncidentsSettings):
+            found.append(("Incident", group.alert_status_mapping))
+            if group.import_cases:
+                found.append(("Case-Incident", group.case_status_mapping))
+        elif isinstance(group, SentinelIncidentsSettings):
+            found.append(("Case-Incident", group.incident_status_mapping))
+            found.append(("Incident", group.alert_status_mapping))
+    return found

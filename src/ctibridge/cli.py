@@ -90,7 +90,11 @@ def check(connector: str, config_file: Path | None, connect: bool) -> None:
         failures = 0
         for result in probe_endpoints(config):
             failures += not result.ok
-            status = "ok" if result.ok else f"failed: {result.reason}"
+            status = (
+                ("ok" + (f": {result.reason}" if result.reason else ""))
+                if result.ok
+                else f"failed: {result.reason}"
+            )
             click.echo(redact(f"  {result.name:<28} {result.url:<40} {status}"))
         if failures:
             raise SystemExit(1)

@@ -47,18 +47,9 @@ from ctibridge.platform.base import (
     Work,
     chunked,
 )
+from ctibridge.platform.workflow import WORKFLOW_STATUSES_QUERY, statuses_of, workflow_variables
 
 logger = logging.getLogger(__name__)
-WORKFLOW_STATUS_LIMIT = 200  # a workflow has a handful of statuses; OpenCTI pages at 500 at most
-WORKFLOW_STATUSES_QUERY = """
-query WorkflowStatuses(
-  $first: Int, $orderBy: StatusOrdering, $orderMode: OrderingMode, $filters: FilterGroup
-) {
-  statuses(first: $first, orderBy: $orderBy, orderMode: $orderMode, filters: $filters) {
-    edges { node { id type order disabled scope template { id name } } }
-  }
-}
-"""
 
 QUEUE_PROTOCOLS = ("amqp", "api")
 STREAM_POSITION_KEY = "start_from"
@@ -671,41 +662,14 @@ class OpenCTIPlatform(Platform):
         Statuses of another scope (request access) or disabled ones are left out. A failure raises
         `RemoteError`; the caller decides what a missing workflow costs.
         """
-        variables = {
-            "first": WORKFLOW_STATUS_LIMIT,
-            "orderBy": "order",
-            "orderMode": "asc",
-            "filters": {
-                "mode": "and",
-                "filters": [{"key": ["type"], "values": [entity_type]}],
-                "filterGroups": [],
-            },
-        }
         try:
-            answer = self._helper.api.query(WORKFLOW_STATUSES_QUERY, variables)
+            answer = self._helper.api.query(WORKFLOW_STATUSES_QUERY, workflow_variables(entity_type))
             edges = answer["data"]["statuses"]["edges"]
         except Exception as exc:
             raise RemoteError(
                 "OpenCTI", f"could not read the {entity_type} workflow: {_error_message(exc)}"
             ) from exc
-        statuses: dict[str, str] = {}
-        for edge in edges if isinstance(edges, list) else []:
-            node = edge.get("node") if isinstance(edge, dict) else None
-            if not isinstance(node, dict):
-                continue
-            template = node.get("template")
-            name = template.get("name") if isinstance(template, dict) else None
-            status_id = node.get("id")
-            if (
-                isinstance(name, str)
-                and name.strip()
-                and isinstance(status_id, str)
-                and node.get("type") == entity_type
-                and node.get("scope") in (None, "GLOBAL")
-                and not node.get("disabled")
-            ):
-                statuses.setdefault(name.strip().upper(), status_id)
-        return statuses
+        return statuses_of(edges, entity_type)
 
     # ------------------------------------------------------------------ vocabularies
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from ctibridge.errors import RemoteError
 from ctibridge.platform.base import Platform
@@ -18,6 +19,56 @@ log = logging.getLogger(__name__)
 
 # STIX type of the object -> the OpenCTI entity type whose workflow it follows.
 ENTITY_TYPES = {"incident": "Incident", "case-incident": "Case-Incident"}
+WORKFLOW_STATUS_LIMIT = 200  # a workflow has a handful of statuses; OpenCTI pages at 500 at most
+WORKFLOW_STATUSES_QUERY = """
+query WorkflowStatuses(
+  $first: Int, $orderBy: StatusOrdering, $orderMode: OrderingMode, $filters: FilterGroup
+) {
+  statuses(first: $first, orderBy: $orderBy, orderMode: $orderMode, filters: $filters) {
+    edges { node { id type order disabled scope template { id name } } }
+  }
+}
+"""
+
+
+def workflow_variables(entity_type: str) -> dict[str, Any]:
+    """The `statuses` query's variables for one entity type's workflow, in workflow order."""
+    return {
+        "first": WORKFLOW_STATUS_LIMIT,
+        "orderBy": "order",
+        "orderMode": "asc",
+        "filters": {
+            "mode": "and",
+            "filters": [{"key": ["type"], "values": [entity_type]}],
+            "filterGroups": [],
+        },
+    }
+
+
+def statuses_of(edges: Any, entity_type: str) -> dict[str, str]:
+    """Status id by template name (upper case) from a `statuses` answer's edges, in their order.
+
+    Statuses of another scope (request access) or disabled ones are left out, and so is anything
+    malformed: a workflow is read as far as it makes sense, never fatally.
+    """
+    statuses: dict[str, str] = {}
+    for edge in edges if isinstance(edges, list) else []:
+        node = edge.get("node") if isinstance(edge, dict) else None
+        if not isinstance(node, dict):
+            continue
+        template = node.get("template")
+        name = template.get("name") if isinstance(template, dict) else None
+        status_id = node.get("id")
+        if (
+            isinstance(name, str)
+            and name.strip()
+            and isinstance(status_id, str)
+            and node.get("type") == entity_type
+            and node.get("scope") in (None, "GLOBAL")
+            and not node.get("disabled")
+        ):
+            statuses.setdefault(name.strip().upper(), status_id)
+    return statuses
 
 
 class WorkflowResolver:
