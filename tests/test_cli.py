@@ -132,23 +132,22 @@ def test_convert_usage_errors(args: list[str], message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_convert_garbage_input_is_reported(tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.json"
-    garbage.write_text("this is not json\n{also not}\n")
-    result = ctibridge("convert", "alerts", str(garbage))
+@pytest.mark.parametrize(
+    ("kind", "content", "reason"),
+    [
+        ("alerts", "this is not json\n{also not}\n", "neither NDJSON nor a JSON document"),
+        ("elastic-alerts", "\n  \n", "is empty"),
+    ],
+)
+def test_unreadable_input_is_reported_and_nothing_written(
+    tmp_path: Path, kind: str, content: str, reason: str
+) -> None:
+    source = tmp_path / "input.json"
+    source.write_text(content)
+    result = ctibridge("convert", kind, str(source))
     assert result.returncode == 2
-    assert "neither NDJSON nor a JSON document" in result.stderr
+    assert reason in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""  # not the head of a bundle that never closes
-
-
-def test_convert_empty_input_writes_nothing(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.ndjson"
-    empty.write_text("\n  \n")
-    result = ctibridge("convert", "elastic-alerts", str(empty))
-    assert result.returncode == 2
-    assert "is empty" in result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
 
 
 def test_a_line_that_is_not_utf8_is_skipped_and_named(tmp_path: Path) -> None:

@@ -84,6 +84,16 @@ def delivered(directory: Path) -> list[dict[str, Any]]:
     return objects
 
 
+def close_alert(elastic: ElasticDouble, doc: dict[str, Any], when: datetime) -> None:
+    """An analyst closes the alert in Kibana at `when`."""
+    changed = {
+        **doc,
+        "kibana.alert.workflow_status": "closed",
+        "kibana.alert.workflow_status_updated_at": when.isoformat(),
+    }
+    load_into(elastic, INDEX, [changed])
+
+
 def incident_alert_ids(objects: list[dict[str, Any]]) -> list[str]:
     return [
         ref["external_id"]
@@ -503,12 +513,7 @@ def test_a_status_change_still_settling_is_left_for_the_next_run(
     connector.process()
     target = docs[0]
     # Changed 5 minutes before the second run: inside its settle window, so left for the third.
-    changed = {
-        **target,
-        "kibana.alert.workflow_status": "closed",
-        "kibana.alert.workflow_status_updated_at": (day + timedelta(minutes=55)).isoformat(),
-    }
-    load_into(elastic, INDEX, [changed])
+    close_alert(elastic, target, day + timedelta(minutes=55))
     for run in (2, 3):
         for path in tmp_path.glob("work-*.json"):
             path.unlink()
@@ -549,12 +554,7 @@ def test_status_changes_cover_every_imported_alert_after_the_start_date_moves(
     first.process()
     # A restart whose start date lies after the oldest alerts (the default, 7 days back, moves so).
     target = docs[0]
-    changed = {
-        **target,
-        "kibana.alert.workflow_status": "closed",
-        "kibana.alert.workflow_status_updated_at": (day + timedelta(hours=1)).isoformat(),
-    }
-    load_into(elastic, INDEX, [changed])
+    close_alert(elastic, target, day + timedelta(hours=1))
     for path in tmp_path.glob("work-*.json"):
         path.unlink()
     restarted = connector_for(elastic, platform, import_start_date=docs[-1]["@timestamp"])

@@ -327,6 +327,19 @@ def _unknown_status_fields(query: str) -> list[str]:
     return sorted((fields - _STATUS_FIELDS) | (inner - _STATUS_TEMPLATE_FIELDS))
 
 
+def _connection(nodes: list[Any], total: int, *, cursors: bool = False) -> dict[str, Any]:
+    """One page of a GraphQL connection holding the first `len(nodes)` of `total` nodes."""
+    edges = [{"cursor": str(i), "node": n} if cursors else {"node": n} for i, n in enumerate(nodes)]
+    page_info = {
+        "startCursor": None,
+        "endCursor": None,
+        "hasNextPage": total > len(nodes),
+        "hasPreviousPage": False,
+        "globalCount": total,
+    }
+    return {"edges": edges, "pageInfo": page_info}
+
+
 def entity_type_of(stix: Mapping[str, Any]) -> str:
     """OpenCTI's entity type for a STIX object (IPv4-Addr, StixFile, Organization, ...)."""
     stix_type = stix["type"]
@@ -1176,18 +1189,7 @@ class OpenCTIDouble:
         if variables.get("orderMode") == "desc":
             found.reverse()
         first = int(variables.get("first") or 25)
-        return {
-            "statuses": {
-                "edges": [{"cursor": str(i), "node": st} for i, st in enumerate(found[:first])],
-                "pageInfo": {
-                    "startCursor": None,
-                    "endCursor": None,
-                    "hasNextPage": len(found) > first,
-                    "hasPreviousPage": False,
-                    "globalCount": len(found),
-                },
-            }
-        }
+        return {"statuses": _connection(found[:first], len(found), cursors=True)}
 
     def _indicators_query(self, variables: dict[str, Any]) -> dict[str, Any]:
         """`indicators` filtered by `regardingOf` (the only filter implemented): the indicators at the other
@@ -1218,18 +1220,7 @@ class OpenCTIDouble:
             nodes = [
                 {"toStix": json.dumps(e.stix)} if variables.get("toStix") else _entity_answer(e) for e in page
             ]
-        return {
-            "indicators": {
-                "edges": [{"node": node} for node in nodes],
-                "pageInfo": {
-                    "startCursor": None,
-                    "endCursor": None,
-                    "hasNextPage": len(found) > first,
-                    "hasPreviousPage": False,
-                    "globalCount": len(found),
-                },
-            }
-        }
+        return {"indicators": _connection(nodes, len(found))}
 
     def _find_entity(self, entity_id: str) -> _Entity | None:
         standard_id = self._entity_ids.get(entity_id, entity_id)
