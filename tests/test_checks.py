@@ -101,3 +101,19 @@ def test_check_connect_lists_the_workflows_an_import_sets(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "workflow Incident " in result.stdout and "no Incident workflow" in result.stdout
     assert "open→NEW, in-progress→IN_PROGRESS, closed→CLOSED" in result.stdout
+
+
+def test_graph_access_probe_tries_the_secret_and_the_permission() -> None:
+    from ctibridge.checks import probe_graph_access
+    from tests.doubles.graph import GraphDouble
+    from tests.siem.microsoft.test_graph_client import settings_for
+
+    with GraphDouble() as graph:
+        good = probe_graph_access(settings_for(graph))
+        assert good.ok and good.reason == "token issued; incidents readable", good.reason
+        wrong = probe_graph_access(settings_for(graph, client_secret="not-the-secret-value"))
+        assert not wrong.ok and "SENTINEL_INCIDENTS_CLIENT_SECRET" in wrong.reason
+        assert "not-the-secret-value" not in wrong.reason
+        graph.inject("incidents", 403)
+        denied = probe_graph_access(settings_for(graph))
+        assert not denied.ok and "SecurityIncident.Read.All" in denied.reason

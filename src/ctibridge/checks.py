@@ -170,6 +170,32 @@ def probe_graph(settings: SentinelIncidentsSettings) -> ProbeResult:
     return _run("microsoft-login", url, lambda c: c.get(url), _json_has("token_endpoint"), **tls)
 
 
+def probe_graph_access(settings: SentinelIncidentsSettings) -> ProbeResult:
+    """The connector's own first steps, once: a client-credentials token, then one incident asked for,
+    so a wrong secret and a missing Graph permission show here rather than at the first run."""
+    from datetime import UTC, datetime
+
+    from ctibridge.errors import ConfigurationError, RemoteError
+    from ctibridge.siem.microsoft.client import GraphIncidents
+
+    url = settings.api_base_url + settings.incident_path
+    try:
+        client = GraphIncidents(settings, attempts=0)
+    except ConfigurationError as exc:
+        return ProbeResult("microsoft-graph", url, False, redact("; ".join(exc.problems.values())))
+    try:
+        client.token()
+        client.first_page(datetime.now(UTC), page_size=1)
+    except ConfigurationError as exc:
+        reasons = [f"{name}: {reason}" for name, reason in exc.problems.items()]
+        return ProbeResult("microsoft-graph", url, False, redact("; ".join(reasons)))
+    except RemoteError as exc:
+        return ProbeResult("microsoft-graph", url, False, redact(str(exc)))
+    finally:
+        client.close()
+    return ProbeResult("microsoft-graph", url, True, "token issued; incidents readable")
+
+
 def probe_opensearch(settings: WazuhOpenSearchSettings) -> ProbeResult:
     auth = None
     if settings.username and settings.password is not None:
@@ -195,7 +221,10 @@ def probe_endpoints(config: ConnectorConfig) -> Iterator[ProbeResult]:
         if isinstance(group, ElasticConnection):
             yield from probe_elastic(group)
         elif isinstance(group, SentinelIncidentsSettings):
-            yield probe_graph(group)
+            login = probe_graph(group)
+            yield login
+            if login.ok:
+                yield probe_graph_access(group)
         elif isinstance(group, WazuhOpenSearchSettings):
             yield probe_opensearch(group)
 
