@@ -9,7 +9,14 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ctibridge.config.base import ConnectorConfig, SettingsGroup
-from ctibridge.config.types import CommaList, LowerCommaList, StatusMap, TlpLevel, UtcDatetime
+from ctibridge.config.types import (
+    CommaList,
+    LowerCommaList,
+    StatusMap,
+    TlpLevel,
+    UtcDatetime,
+    known_statuses,
+)
 from ctibridge.stix.markings import Tlp
 
 ALERT_STATUSES = {"open", "acknowledged", "closed", "in-progress"}
@@ -76,34 +83,15 @@ class ElasticIncidentsSettings(ElasticConnection):
         default_factory=lambda: {"open": "NEW", "in-progress": "IN_PROGRESS", "closed": "CLOSED"}
     )
 
-    @field_validator("alert_status_mapping")
+    @field_validator("alert_statuses", "alert_status_mapping")
     @classmethod
-    def _known_alert_mapping(cls, value: dict[str, str]) -> dict[str, str]:
-        _known(list(value), ALERT_STATUSES)
-        return value
+    def _known_alert_statuses(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        return known_statuses(value, ALERT_STATUSES)
 
-    @field_validator("case_status_mapping")
+    @field_validator("case_statuses", "case_status_mapping")
     @classmethod
-    def _known_case_mapping(cls, value: dict[str, str]) -> dict[str, str]:
-        _known(list(value), CASE_STATUSES)
-        return value
-
-    @field_validator("alert_statuses")
-    @classmethod
-    def _known_alert_statuses(cls, value: list[str]) -> list[str]:
-        return _known(value, ALERT_STATUSES)
-
-    @field_validator("case_statuses")
-    @classmethod
-    def _known_case_statuses(cls, value: list[str]) -> list[str]:
-        return _known(value, CASE_STATUSES)
-
-
-def _known(given: list[str], allowed: set[str]) -> list[str]:
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise ValueError(f"unknown status {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
-    return given
+    def _known_case_statuses(cls, value: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        return known_statuses(value, CASE_STATUSES)
 
 
 class ElasticIntelSettings(ElasticConnection):

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ctibridge.config.base import ConnectorConfig, SettingsGroup
-from ctibridge.config.types import StatusMap, TlpLevel, UtcDatetime
+from ctibridge.config.types import StatusMap, TlpLevel, UtcDatetime, known_statuses
 from ctibridge.stix.markings import Tlp
 
 # Graph's security incidentStatus and alertStatus members, lower-cased as the mappings key them.
@@ -54,12 +54,12 @@ class SentinelIncidentsSettings(SettingsGroup):
     @field_validator("incident_status_mapping")
     @classmethod
     def _known_incident_statuses(cls, value: dict[str, str]) -> dict[str, str]:
-        return _known(value, INCIDENT_STATUSES)
+        return known_statuses(value, INCIDENT_STATUSES)
 
     @field_validator("alert_status_mapping")
     @classmethod
     def _known_alert_statuses(cls, value: dict[str, str]) -> dict[str, str]:
-        return _known(value, ALERT_STATUSES)
+        return known_statuses(value, ALERT_STATUSES)
 
     @field_validator("tenant_id", "client_id")
     @classmethod
@@ -84,13 +84,6 @@ class SentinelIncidentsSettings(SettingsGroup):
     @classmethod
     def _path(cls, value: str) -> str:
         return "/" + value.strip().lstrip("/")
-
-
-def _known(mapping: dict[str, str], allowed: set[str]) -> dict[str, str]:
-    unknown = sorted(set(mapping) - allowed)
-    if unknown:
-        raise ValueError(f"unknown status {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
-    return mapping
 
 
 class SentinelIncidentsConfig(ConnectorConfig):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from pydantic_settings import NoDecode
@@ -146,6 +146,17 @@ def parse_status_map(value: Any) -> Any:
             raise ValueError(f"status {key} is mapped twice")
         mapping[key] = opencti.strip()
     return mapping
+
+
+_Statuses = TypeVar("_Statuses", list[str], dict[str, str])
+
+
+def known_statuses(given: _Statuses, allowed: set[str]) -> _Statuses:
+    """`given` (a status list, or a status mapping by its keys) when every status is one of `allowed`."""
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ValueError(f"unknown status {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+    return given
 
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
