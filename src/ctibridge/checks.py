@@ -76,22 +76,39 @@ def _json_has(*keys: str) -> Callable[[httpx.Response], str | None]:
     return check
 
 
-def probe_opencti(settings: OpenCTISettings) -> ProbeResult:
+def _probe_graphql(
+    settings: OpenCTISettings,
+    name: str,
+    query: dict[str, Any],
+    keys: tuple[str, ...],
+    describe: Callable[[httpx.Response], str] | None = None,
+) -> ProbeResult:
+    """One OpenCTI GraphQL query: its first error message is the reason, else `keys` must be there."""
     url = f"{settings.url}/graphql"
     headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
-    query = {"query": "query healthCheck { about { version } }"}
 
     def check(response: httpx.Response) -> str | None:
-        body = (
-            response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-        )
-        if body.get("errors"):
+        try:
+            body = response.json()
+        except ValueError:
+            body = None  # _json_has says so
+        if isinstance(body, dict) and body.get("errors"):
             return redact(str(body["errors"][0].get("message", "GraphQL error")))
-        return _json_has("data", "about", "version")(response)
+        return _json_has(*keys)(response)
 
     return _run(
-        "opencti", url, lambda c: c.post(url, json=query, headers=headers), check, verify=settings.ssl_verify
+        name,
+        url,
+        lambda c: c.post(url, json=query, headers=headers),
+        check,
+        describe,
+        verify=settings.ssl_verify,
     )
+
+
+def probe_opencti(settings: OpenCTISettings) -> ProbeResult:
+    query = {"query": "query healthCheck { about { version } }"}
+    return _probe_graphql(settings, "opencti", query, ("data", "about", "version"))
 
 
 def probe_workflow(settings: OpenCTISettings, entity_type: str, mapping: Mapping[str, str]) -> ProbeResult:
@@ -99,25 +116,10 @@ def probe_workflow(settings: OpenCTISettings, entity_type: str, mapping: Mapping
 
     A missing workflow is no failure (objects then keep OpenCTI's default status); the report says so.
     """
-    url = f"{settings.url}/graphql"
-    headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
     query = {"query": WORKFLOW_STATUSES_QUERY, "variables": workflow_variables(entity_type)}
 
-    def edges(response: httpx.Response) -> Any:
-        body = response.json()
-        return body["data"]["statuses"]["edges"]
-
-    def check(response: httpx.Response) -> str | None:
-        try:
-            body = response.json()
-        except ValueError:
-            return "answered, but not with JSON: is this OpenCTI?"
-        if isinstance(body, dict) and body.get("errors"):
-            return redact(str(body["errors"][0].get("message", "GraphQL error")))
-        return _json_has("data", "statuses", "edges")(response)
-
     def describe(response: httpx.Response) -> str:
-        statuses = statuses_of(edges(response), entity_type)
+        statuses = statuses_of(response.json()["data"]["statuses"]["edges"], entity_type)
         if not mapping:
             return "no status mapping configured"
         if not statuses:
@@ -127,14 +129,7 @@ def probe_workflow(settings: OpenCTISettings, entity_type: str, mapping: Mapping
         text = ", ".join(mapped) or "no mapped status"
         return text + (f"; not in the workflow: {', '.join(missing)}" if missing else "")
 
-    return _run(
-        f"workflow {entity_type}",
-        url,
-        lambda c: c.post(url, json=query, headers=headers),
-        check,
-        describe,
-        verify=settings.ssl_verify,
-    )
+    return _probe_graphql(settings, f"workflow {entity_type}", query, ("data", "statuses", "edges"), describe)
 
 
 def probe_elastic(settings: ElasticConnection) -> Iterator[ProbeResult]:
