@@ -146,20 +146,19 @@ class AlertReader:
         """The alert filter. `until` bounds `@timestamp` (and, in a status pass, the status change time)
         from above, so a run leaves the newest moments alone until everything stamped in them is visible."""
         filters: list[dict[str, Any]] = []
-        if status_changed_since is not None:
-            if since is not None:
-                filters.append({"range": {"@timestamp": {"gte": since.isoformat()}}})
-            changed: dict[str, str] = {"gt": status_changed_since.isoformat()}
-            if until is not None:
+        stamped: dict[str, str] = {"gte": since.isoformat()} if since is not None else {}
+        changed: dict[str, str] = (
+            {"gt": status_changed_since.isoformat()} if status_changed_since is not None else {}
+        )
+        if until is not None:  # bounds the time the pass walks: status changes, else alert stamps
+            if changed:
                 changed["lte"] = until.isoformat()
-            filters.append({"range": {"kibana.alert.workflow_status_updated_at": changed}})
-        elif since is not None or until is not None:
-            stamped: dict[str, str] = {}
-            if since is not None:
-                stamped["gte"] = since.isoformat()
-            if until is not None:
+            else:
                 stamped["lt"] = until.isoformat()
+        if stamped:
             filters.append({"range": {"@timestamp": stamped}})
+        if changed:
+            filters.append({"range": {"kibana.alert.workflow_status_updated_at": changed}})
         if statuses:
             filters.append({"terms": {"kibana.alert.workflow_status": list(statuses)}})
         if rule_tags:
