@@ -652,8 +652,6 @@ class OpenCTIPlatform(Platform):
             ) from exc
         return [obj for obj in found if isinstance(obj, dict) and obj.get("type") == "indicator"]
 
-    # ------------------------------------------------------------------ shutdown
-
     # ------------------------------------------------------------------ workflow
 
     def workflow_statuses(self, entity_type: str) -> dict[str, str]:
@@ -703,6 +701,8 @@ class OpenCTIPlatform(Platform):
                 logger.warning(
                     "could not register %r in vocabulary %s: %s", name, category, _error_message(exc)
                 )
+
+    # ------------------------------------------------------------------ shutdown
 
     def stop(self) -> None:
         """Stop pycti's threads (scheduler, stream, queue listener, ping); the connector stays registered."""
